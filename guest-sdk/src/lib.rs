@@ -1,0 +1,1 @@
+//! Placeholder; the guest SDK lands next.

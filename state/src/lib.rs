@@ -1,0 +1,1 @@
+//! Placeholder; the state layer lands next.
