@@ -10,7 +10,6 @@
 //! tagged (`{"Join": {...}}`); use [`encode`] and [`decode`].
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 
 /// The ABI version this crate describes. A host refuses a module whose
 /// `minotaur_abi_version` export returns anything else.
