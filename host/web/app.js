@@ -1,0 +1,463 @@
+// Minotaur browser client: lobby, tictactoe board, arena canvas.
+// Talks the player protocol (docs/PROTOCOL.md) as JSON text frames on /ws.
+// Plain script, no build step: the node embeds this file and serves it at /app.js.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+// The reconnect token is the only way back to a seat, so it lives in
+// localStorage: a refresh, a crash or a node restart must not lose the seat.
+const SEAT_KEY = 'minotaur.seat';
+const NAME_KEY = 'minotaur.name';
+const BACKOFF_MIN = 250;
+const BACKOFF_MAX = 8000;
+
+const st = {
+  ws: null,
+  welcomed: false,
+  backoff: BACKOFF_MIN,
+  resuming: false,      // a resume is in flight; its error means the seat is gone
+  wantCreate: null,     // game we asked to create; join it once `created` arrives
+  seat: null,           // {session, game, player} while we hold (or held) a seat
+  ended: null,          // the `ended` frame of the current session
+  view: null,
+  views: 0,             // views received in this seat (a tick stand-in for tests)
+  seq: 0,
+  dir: [0, 0],
+  keys: new Set(),
+  games: [],
+  sessionsJson: {},     // last rendered session list per game, to skip no-op redraws
+};
+
+// ---------- small helpers ----------
+
+function status(text, kind = 'info') {
+  const el = $('status');
+  el.textContent = text;
+  el.dataset.kind = kind;
+}
+
+function setConn(state, text) {
+  const el = $('conn');
+  el.dataset.state = state;
+  el.textContent = text;
+  // Lobby actions need a live socket; disabling them is clearer than queueing.
+  document.querySelectorAll('[data-needs-ws]').forEach((b) => { b.disabled = state !== 'open'; });
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'onclick') e.onclick = v;
+    else if (k === 'text') e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+function loadSeat() {
+  try { return JSON.parse(localStorage.getItem(SEAT_KEY)); } catch { return null; }
+}
+function saveSeat(s) { localStorage.setItem(SEAT_KEY, JSON.stringify(s)); }
+function clearSeat() { localStorage.removeItem(SEAT_KEY); }
+
+function playerName() {
+  return $('name').value.trim() || 'player';
+}
+
+// ---------- websocket ----------
+
+function connect() {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const ws = new WebSocket(`${proto}//${location.host}/ws`);
+  st.ws = ws;
+  st.welcomed = false;
+  setConn('connecting', 'connecting…');
+  ws.onmessage = (e) => {
+    if (typeof e.data !== 'string') return; // we only speak JSON, so never expect binary
+    let msg;
+    try { msg = JSON.parse(e.data); } catch { return; }
+    handle(msg);
+  };
+  ws.onclose = () => {
+    if (st.ws !== ws) return;
+    st.ws = null;
+    st.welcomed = false;
+    st.resuming = false;
+    // Jittered exponential backoff: a restarting node is a short pause, and a
+    // crowd of pages does not reconnect in lockstep.
+    const delay = Math.round(st.backoff * (0.75 + Math.random() * 0.5));
+    st.backoff = Math.min(st.backoff * 2, BACKOFF_MAX);
+    setConn('closed', `offline, retry in ${(delay / 1000).toFixed(1)}s`);
+    setTimeout(connect, delay);
+  };
+}
+
+function send(msg) {
+  if (!st.ws || !st.welcomed) {
+    status('Not connected yet; try again in a moment.', 'error');
+    return false;
+  }
+  st.ws.send(JSON.stringify(msg));
+  return true;
+}
+
+function sendInput(data) {
+  st.seq += 1;
+  send({ type: 'input', data, seq: st.seq });
+}
+
+function handle(m) {
+  switch (m.type) {
+    case 'welcome': {
+      st.welcomed = true;
+      st.backoff = BACKOFF_MIN;
+      setConn('open', `online · ${m.node || 'node'}`);
+      if (!st.games.length) loadGames(); // the node was down when the page loaded
+      const saved = loadSeat();
+      if (saved && saved.token) {
+        st.resuming = true;
+        status('Resuming your seat…');
+        send({ type: 'resume', token: saved.token });
+      } else if (!st.seat) {
+        showLobby();
+      }
+      break;
+    }
+    case 'created':
+      if (st.wantCreate === m.game) {
+        st.wantCreate = null;
+        send({ type: 'join', session: m.session, name: playerName() });
+      }
+      break;
+    case 'joined': {
+      const same = st.seat && st.seat.session === m.session;
+      st.resuming = false;
+      st.seat = { session: m.session, game: m.game, player: m.player, rules: m.rules_version };
+      saveSeat({ token: m.token, session: m.session, game: m.game });
+      if (!same) { st.view = null; st.views = 0; st.ended = null; st.dir = [0, 0]; }
+      showPlay();
+      status(m.resumed ? `Welcome back: seat resumed in ${m.session}.` : `Joined ${m.game} session ${m.session}.`);
+      break;
+    }
+    case 'view':
+      st.view = m.data;
+      st.views += 1;
+      render();
+      break;
+    case 'message':
+      status(typeof m.data === 'string' ? m.data : `game: ${JSON.stringify(m.data)}`);
+      break;
+    case 'ended':
+      st.ended = { winners: m.winners || [], detail: m.detail };
+      // The seat is finished: a later refresh must land in the lobby, not resume.
+      clearSeat();
+      render();
+      break;
+    case 'rules':
+      if (st.seat) st.seat.rules = m.rules_version;
+      status(`The game rules were updated to version ${m.rules_version}.`);
+      break;
+    case 'left':
+      st.seat = null;
+      clearSeat();
+      showLobby();
+      break;
+    case 'error':
+      onError(m);
+      break;
+    default:
+      break; // ack, pong and future types need no UI
+  }
+}
+
+function onError(m) {
+  const gone = ['bad_token', 'unknown_session', 'session_ended'];
+  if (st.resuming && gone.includes(m.code)) {
+    // The stored seat no longer exists: forget it and fall back to the lobby.
+    st.resuming = false;
+    clearSeat();
+    if (!st.ended) { st.seat = null; showLobby(); }
+    status(`Your previous seat is gone (${m.code}).`, 'error');
+    return;
+  }
+  if (!st.seat && (m.code === 'not_seated' || m.code === 'session_ended')) return; // stray leave
+  status(`${m.code}: ${m.message || ''}`, 'error');
+}
+
+// ---------- lobby ----------
+
+async function fetchJson(url, opts) {
+  const r = await fetch(url, opts);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function loadGames() {
+  try {
+    st.games = await fetchJson('/api/games');
+  } catch (e) {
+    $('games').replaceChildren(el('p', { class: 'hint', text: `Could not load games (${e.message}).` }));
+    return;
+  }
+  const rows = st.games.map((g) => {
+    const players = g.min_players === g.max_players ? `${g.max_players}` : `${g.min_players}–${g.max_players}`;
+    const pace = g.tick_hz ? `real-time ${g.tick_hz} Hz` : 'turn-based';
+    return el('div', { class: 'game-row', 'data-game': g.name },
+      el('span', { class: 'name', text: g.name }),
+      el('span', { class: 'meta', text: `${players} players · ${pace} · rules v${g.rules_version}` }),
+      el('button', { 'data-testid': `quick-${g.name}`, 'data-needs-ws': '', onclick: () => quickMatch(g.name) }, 'Quick match'),
+      el('button', { class: 'ghost', 'data-testid': `create-${g.name}`, 'data-needs-ws': '', onclick: () => create(g.name) }, 'Create'),
+      el('ul', { class: 'sessions', id: `sessions-${g.name}`, 'data-testid': `sessions-${g.name}` }));
+  });
+  $('games').replaceChildren(...(rows.length ? rows : [el('p', { class: 'hint', text: 'No games installed.' })]));
+  st.sessionsJson = {};
+  setConn($('conn').dataset.state, $('conn').textContent); // apply enabled state to new buttons
+  refreshSessions();
+}
+
+async function refreshSessions() {
+  for (const g of st.games) {
+    let list;
+    try { list = await fetchJson(`/api/sessions?game=${encodeURIComponent(g.name)}`); } catch { continue; }
+    const open = list.filter((s) => s.open !== false);
+    const json = JSON.stringify(open);
+    if (st.sessionsJson[g.name] === json) continue; // unchanged: keep the DOM stable
+    st.sessionsJson[g.name] = json;
+    const items = open.map((s) => el('li', { 'data-session': s.id },
+      `${s.id} · ${s.players}/${s.max_players} players `,
+      el('button', { class: 'ghost', 'data-testid': `join-${s.id}`, 'data-needs-ws': '', onclick: () => joinSession(s.id) }, 'Join')));
+    $(`sessions-${g.name}`).replaceChildren(...items);
+    setConn($('conn').dataset.state, $('conn').textContent);
+  }
+}
+
+function quickMatch(game) { send({ type: 'join', game, name: playerName() }); }
+function joinSession(session) { send({ type: 'join', session, name: playerName() }); }
+function create(game) { st.wantCreate = game; send({ type: 'create', game }); }
+
+function leave() {
+  // After the end there is nothing to give up; leave anyway so the connection
+  // is free for the next join (stray not_seated errors are ignored).
+  if (st.seat) send({ type: 'leave' });
+  st.seat = null;
+  clearSeat();
+  showLobby();
+}
+
+function showLobby() {
+  $('lobby').hidden = false;
+  $('play').hidden = true;
+  st.view = null;
+  st.ended = null;
+  refreshSessions();
+}
+
+function showPlay() {
+  $('lobby').hidden = true;
+  $('play').hidden = false;
+  $('game-name').textContent = st.seat.game;
+  $('session-id').textContent = st.seat.session;
+  $('player-id').textContent = String(st.seat.player);
+  render();
+}
+
+// ---------- game views ----------
+
+function render() {
+  if (!st.seat) return;
+  const game = st.seat.game;
+  $('ttt').hidden = game !== 'tictactoe';
+  $('arena').hidden = game !== 'arena';
+  $('raw-view').hidden = game === 'tictactoe' || game === 'arena' || !st.view;
+  if (game === 'tictactoe') renderTtt();
+  else if (game === 'arena') renderArena();
+  else $('raw-view').textContent = JSON.stringify(st.view, null, 2);
+  renderResult();
+}
+
+function renderResult() {
+  const r = $('result');
+  const e = st.ended;
+  r.hidden = !e;
+  $('leave').textContent = e ? 'Back to lobby' : 'Leave';
+  if (!e) { delete r.dataset.outcome; return; }
+  const me = st.seat && st.seat.player;
+  const outcome = e.winners.length === 0 ? 'draw' : e.winners.some((w) => String(w) === String(me)) ? 'won' : 'lost';
+  r.dataset.outcome = outcome;
+  const detail = typeof e.detail === 'string' ? e.detail : e.detail && (e.detail.reason || e.detail.result);
+  r.textContent = { won: 'You won!', lost: 'You lost.', draw: 'Draw.' }[outcome] + (detail ? ` (${detail})` : '');
+}
+
+// Game views are the game's own types; read them tolerantly so a renamed field
+// degrades the display rather than breaking the page.
+function tttModel(v) {
+  v = v || {};
+  const raw = v.board || v.cells || [];
+  const board = Array.from({ length: 9 }, (_, i) => {
+    const c = raw[i];
+    return c === null || c === undefined || c === '' || c === ' ' || c === '.' ? null : String(c);
+  });
+  const mark = v.mark ?? v.you ?? v.your_mark ?? null;
+  const turn = v.turn ?? v.to_move ?? v.next ?? null;
+  const myTurn = v.your_turn ?? (turn !== null && mark !== null && String(turn) === String(mark));
+  return { board, mark, turn, myTurn: !!myTurn, winner: v.winner ?? null, waiting: !!v.waiting };
+}
+
+function renderTtt() {
+  const m = tttModel(st.view);
+  const board = $('board');
+  if (board.children.length !== 9) {
+    board.replaceChildren(...Array.from({ length: 9 }, (_, i) =>
+      el('button', { 'data-cell': String(i), 'data-testid': `cell-${i}`, 'aria-label': `cell ${i}`, onclick: () => sendInput({ cell: i }) })));
+  }
+  const live = !st.ended && m.myTurn && !!st.view;
+  m.board.forEach((c, i) => {
+    const b = board.children[i];
+    b.textContent = c || '';
+    b.dataset.mark = c || '';
+    b.disabled = !live || c !== null;
+  });
+  board.dataset.myTurn = String(live);
+  board.dataset.mark = m.mark ?? '';
+  let text;
+  if (st.ended) text = 'Game over.';
+  else if (!st.view) text = 'Waiting for the game…';
+  else if (m.waiting || m.turn === null) text = `You are ${m.mark ?? '?'}. Waiting for an opponent…`;
+  else if (m.myTurn) text = `Your turn (${m.mark}).`;
+  else text = `Waiting for ${m.turn}…`;
+  $('turn').textContent = text;
+}
+
+// A point may arrive as [x, y], {x, y} or {pos: [x, y]}.
+function pt(o) {
+  if (!o) return null;
+  if (Array.isArray(o)) return { x: +o[0], y: +o[1] };
+  if (o.pos) return { ...o, ...pt(o.pos) };
+  if (o.x !== undefined) return { ...o, x: +o.x, y: +o.y };
+  return null;
+}
+
+function arenaModel(v) {
+  v = v || {};
+  const me = pt(v.you || v.me || v.self || v.pos || v.position) || { x: 0, y: 0 };
+  const others = (v.players || v.others || v.visible || []).map(pt).filter(Boolean);
+  const coins = (v.coins || []).map(pt).filter(Boolean);
+  const radius = +(v.radius ?? v.view_radius ?? v.fog ?? v.vision ?? 10);
+  const world = v.world ? pt(v.world.size || v.world) : v.width ? { x: +v.width, y: +v.height } : null;
+  const scores = (v.scoreboard || v.scores || []).map((s) => Array.isArray(s)
+    ? { id: s[0], name: String(s[0]), score: s[1] }
+    : { id: s.id ?? s.player, name: s.name ?? String(s.id ?? s.player), score: s.score ?? 0 });
+  return { me, others, coins, radius, world, scores, tick: v.tick };
+}
+
+function renderArena() {
+  const cv = $('arena-canvas');
+  const m = arenaModel(st.view);
+  // Test hooks: the tick proves views are flowing, x/y that input moves us.
+  cv.dataset.tick = String(m.tick ?? st.views);
+  cv.dataset.x = String(m.me.x);
+  cv.dataset.y = String(m.me.y);
+  cv.dataset.coins = String(m.coins.length);
+  cv.dataset.players = String(m.others.length);
+  const ctx = cv.getContext('2d');
+  const W = cv.width, H = cv.height;
+  const scale = (Math.min(W, H) / 2 - 12) / Math.max(m.radius, 1);
+  const sx = (x) => W / 2 + (x - m.me.x) * scale;
+  const sy = (y) => H / 2 + (y - m.me.y) * scale;
+  ctx.fillStyle = '#0b0d12';
+  ctx.fillRect(0, 0, W, H);
+  // The fog: only the circle we can see is lit.
+  ctx.save();
+  ctx.beginPath();
+  ctx.arc(W / 2, H / 2, m.radius * scale, 0, Math.PI * 2);
+  ctx.fillStyle = '#1b2636';
+  ctx.fill();
+  ctx.clip();
+  ctx.strokeStyle = 'rgba(255,255,255,0.06)';
+  ctx.lineWidth = 1;
+  const step = Math.max(1, Math.round(m.radius / 5));
+  for (let g = Math.floor((m.me.x - m.radius) / step) * step; g <= m.me.x + m.radius; g += step) {
+    ctx.beginPath(); ctx.moveTo(sx(g), 0); ctx.lineTo(sx(g), H); ctx.stroke();
+  }
+  for (let g = Math.floor((m.me.y - m.radius) / step) * step; g <= m.me.y + m.radius; g += step) {
+    ctx.beginPath(); ctx.moveTo(0, sy(g)); ctx.lineTo(W, sy(g)); ctx.stroke();
+  }
+  if (m.world) { // world edge, so players see the wall they bump into
+    ctx.strokeStyle = '#c0572b';
+    ctx.lineWidth = 3;
+    ctx.strokeRect(sx(0), sy(0), m.world.x * scale, m.world.y * scale);
+  }
+  const dot = (p, r, fill, label) => {
+    ctx.beginPath();
+    ctx.arc(sx(p.x), sy(p.y), r, 0, Math.PI * 2);
+    ctx.fillStyle = fill;
+    ctx.fill();
+    if (label) {
+      ctx.fillStyle = '#e8e8e8';
+      ctx.font = '12px system-ui, sans-serif';
+      ctx.textAlign = 'center';
+      ctx.fillText(label, sx(p.x), sy(p.y) - r - 4);
+    }
+  };
+  const unit = Math.max(4, scale * 0.4);
+  m.coins.forEach((c) => dot(c, unit * 0.6, '#f2c230'));
+  m.others.forEach((p) => dot(p, unit, '#e0544b', p.name ?? String(p.id ?? '')));
+  ctx.restore();
+  dot(m.me, unit, '#4fa3ff', 'you');
+  ctx.strokeStyle = '#fff';
+  ctx.lineWidth = 2;
+  ctx.stroke();
+  ctx.fillStyle = '#8a93a3';
+  ctx.font = '12px ui-monospace, monospace';
+  ctx.textAlign = 'left';
+  ctx.fillText(`tick ${cv.dataset.tick}  (${m.me.x.toFixed(1)}, ${m.me.y.toFixed(1)})`, 8, H - 8);
+
+  const me = String(st.seat.player);
+  const rows = [...m.scores].sort((a, b) => b.score - a.score).map((s) =>
+    el('tr', { 'data-me': String(String(s.id) === me) }, el('td', { text: s.name }), el('td', { text: String(s.score) })));
+  $('scoreboard').replaceChildren(el('tr', {}, el('th', { text: 'player' }), el('th', { text: 'score' })), ...rows);
+}
+
+// Arrow keys / WASD set a direction; only changes are sent, so holding a key
+// costs one input, not one per keyboard auto-repeat.
+const KEY_DIRS = {
+  ArrowUp: [0, -1], KeyW: [0, -1], ArrowDown: [0, 1], KeyS: [0, 1],
+  ArrowLeft: [-1, 0], KeyA: [-1, 0], ArrowRight: [1, 0], KeyD: [1, 0],
+};
+
+function updateDir() {
+  let dx = 0, dy = 0;
+  for (const k of st.keys) { dx += KEY_DIRS[k][0]; dy += KEY_DIRS[k][1]; }
+  const dir = [Math.sign(dx), Math.sign(dy)];
+  if (dir[0] === st.dir[0] && dir[1] === st.dir[1]) return;
+  st.dir = dir;
+  if (st.seat && st.seat.game === 'arena' && !st.ended) sendInput({ dir });
+}
+
+function onKey(e, down) {
+  if (!KEY_DIRS[e.code] || !st.seat || st.seat.game !== 'arena') return;
+  if (e.target instanceof HTMLInputElement) return; // typing a name is not steering
+  e.preventDefault(); // arrows must not scroll the page
+  if (down) st.keys.add(e.code); else st.keys.delete(e.code);
+  updateDir();
+}
+
+// ---------- start ----------
+
+function init() {
+  const name = $('name');
+  name.value = localStorage.getItem(NAME_KEY) || `player-${Math.floor(100 + Math.random() * 900)}`;
+  name.addEventListener('change', () => localStorage.setItem(NAME_KEY, name.value.trim()));
+  $('leave').onclick = leave;
+  addEventListener('keydown', (e) => onKey(e, true));
+  addEventListener('keyup', (e) => onKey(e, false));
+  // A lost focus never delivers keyup: stop rather than run into a wall forever.
+  addEventListener('blur', () => { st.keys.clear(); updateDir(); });
+  loadGames();
+  // Keep the open-session list fresh while someone is looking at the lobby.
+  setInterval(() => { if (!$('lobby').hidden) refreshSessions(); }, 2000);
+  connect();
+}
+
+init();
