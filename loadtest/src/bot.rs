@@ -130,7 +130,8 @@ impl Board {
     /// 3 rows (empty = null, "", " ", "-", "." or 0); whose turn from
     /// `your_turn`/`my_turn`, or `turn`/`to_move`/`next` compared with our
     /// player id or our mark (`you`/`mark`/`me`/`your_mark`); a finished game
-    /// (`winner` set, `over`/`finished`/`ended` true) is nobody's turn.
+    /// (`winner`/`outcome` set, `over`/`finished`/`ended` true) is nobody's
+    /// turn. `games/tictactoe` sends `{board, you, turn, outcome}`.
     pub fn from_view(view: &Value, me: Option<&Value>) -> Option<Board> {
         let raw = view
             .get("board")
@@ -154,7 +155,9 @@ impl Board {
         let over = ["over", "finished", "ended", "game_over"]
             .iter()
             .any(|k| view.get(*k) == Some(&Value::Bool(true)))
-            || view.get("winner").is_some_and(|w| !w.is_null());
+            || ["winner", "outcome"]
+                .iter()
+                .any(|k| view.get(*k).is_some_and(|w| !w.is_null()));
         let my_turn = !over
             && if let Some(b) = ["your_turn", "my_turn"]
                 .iter()
@@ -329,6 +332,8 @@ async fn play<B: Brain>(
     let mut awaiting_view: Vec<Instant> = Vec::new();
     let mut session: Option<String> = None;
     let mut phase = Phase::Joining;
+    // A refused join (full, overloaded) is tried again after a pause.
+    let mut rejoin_at: Option<Instant> = None;
     let period = Duration::from_secs_f64(1.0 / plan.rate);
     // Spread the bots' ticks over one period instead of firing in lock-step.
     let phase_offset = period.mul_f64(rng.below(1000) as f64 / 1000.0);
@@ -343,6 +348,13 @@ async fn play<B: Brain>(
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(plan.stop_at) => break 'conn Exit::Stop,
+                _ = tokio::time::sleep_until(rejoin_at.unwrap_or(plan.stop_at)), if rejoin_at.is_some() => {
+                    rejoin_at = None;
+                    if let Err(e) = conn.send(&ClientMsg::Join { game, name: &name }).await {
+                        stats.error(e.code());
+                        break 'conn Exit::Dropped;
+                    }
+                }
                 _ = ticker.tick(), if matches!(phase, Phase::Playing) => {
                     let Some(data) = brain.tick(rng) else { continue };
                     *seq += 1;
@@ -423,6 +435,9 @@ async fn play<B: Brain>(
                                 }
                             } else {
                                 stats.error(code);
+                                if matches!(phase, Phase::Joining) && msg.seq.is_none() {
+                                    rejoin_at = Some(Instant::now() + Duration::from_millis(500));
+                                }
                             }
                         }
                         _ => {}
@@ -443,6 +458,27 @@ mod tests {
 
     fn board(view: Value, me: Value) -> Board {
         Board::from_view(&view, Some(&me)).expect("view parses")
+    }
+
+    #[test]
+    fn reads_the_real_tictactoe_view() {
+        // games/tictactoe's View: board of Option<Mark>, you, turn, outcome.
+        let mid = json!({"board": ["X", null, null, null, "O", null, null, null, "X"], "you": "O", "turn": "O", "outcome": null});
+        let b = board(mid, json!(2));
+        assert!(b.my_turn);
+        assert_eq!(b.mine, Some(json!("O")));
+        assert_eq!(
+            b.my_move(),
+            Some(2),
+            "no line to win or block: first free corner"
+        );
+        let theirs = json!({"board": [null, null, null, null, "X", null, null, null, null], "you": "O", "turn": "X", "outcome": null});
+        assert_eq!(board(theirs, json!(2)).my_move(), None);
+        let waiting = json!({"board": [null, null, null, null, null, null, null, null, null], "you": "X", "turn": null, "outcome": null});
+        assert_eq!(board(waiting, json!(1)).my_move(), None, "no opponent yet");
+        let won = json!({"board": ["X", "X", "X", "O", "O", null, null, null, null], "you": "O", "turn": "O",
+            "outcome": {"Win": {"mark": "X", "line": [0, 1, 2]}}});
+        assert_eq!(board(won, json!(2)).my_move(), None);
     }
 
     #[test]
