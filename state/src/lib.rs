@@ -1,1 +1,20 @@
-//! Placeholder; the state layer lands next.
+//! Session state outside the wasm instance, so an instance can be thrown away and rebuilt.
+//!
+//! - [`reconcile`]: writes a guest snapshot (MessagePack) into an Automerge document field by
+//!   field, and reads it back byte-exact.
+//! - [`doc`]: the per-session document [`SessionDoc`] (`meta`, `seats`, `state`), its saves and
+//!   its history compaction.
+//! - [`store`]: the embedded durable store (redb) for session documents, modules and games.
+//!
+//! The session actor calls `SessionDoc::set_state` after each batch of events, commits, and
+//! appends `save_incremental()` to the [`Store`]; the cluster syncs the same document to replicas.
+
+pub mod doc;
+mod error;
+pub mod reconcile;
+pub mod store;
+
+pub use doc::{CompactionPolicy, SeatRecord, SessionDoc, SessionMeta};
+pub use error::StateError;
+pub use reconcile::{read, reconcile, ReconcileStats};
+pub use store::{GameRecord, Store, StoreError, StoreOptions, SwapPolicy};

@@ -1,0 +1,294 @@
+//! The embedded durable store (redb, one file `minotaur.redb`): session documents as a base
+//! save plus appended incremental chunks, quarantined corrupt documents, wasm modules by
+//! content hash, and game records. Used by the session actor (per-batch appends) and by the
+//! node at startup (load every session) and on publish.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::{SessionDoc, StateError};
+
+/// session → full save.
+const BASES: TableDefinition<&str, &[u8]> = TableDefinition::new("session_base");
+/// (session, sequence) → incremental save, in append order.
+const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("session_chunks");
+/// (session, sequence) → the bytes of a quarantined document (base and chunks concatenated).
+const QUARANTINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("quarantine");
+/// module hash (hex) → wasm bytes.
+const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
+/// game name → MessagePack [`GameRecord`].
+const GAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("games");
+
+const FILE_NAME: &str = "minotaur.redb";
+
+/// What happens to live sessions when a game gets new rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SwapPolicy {
+    /// Running sessions keep their module; only new sessions use the new one.
+    NewSessionsOnly,
+    /// Running sessions are migrated at their next event boundary.
+    MigrateLive,
+}
+
+/// A published game: its current module and every version it has had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameRecord {
+    pub current_hash: String,
+    pub policy: SwapPolicy,
+    /// `(rules_version, module hash hex)`, oldest first.
+    pub versions: Vec<(u32, String)>,
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store database: {0}")]
+    Db(#[from] redb::Error),
+    /// This session's bytes do not load; other sessions are unaffected.
+    #[error("session {session} is corrupt: {source}")]
+    Corrupt {
+        session: String,
+        #[source]
+        source: StateError,
+    },
+    /// A stored game record does not decode.
+    #[error("game record {game} is corrupt: {reason}")]
+    BadGameRecord { game: String, reason: String },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// How the store commits.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Durability of [`Store::append_session_changes`], the per-batch hot path. `Immediate`
+    /// (the default) fsyncs every append: nothing acknowledged is lost on power failure, at
+    /// the cost of one fsync per batch. `None` skips the fsync: appends become durable with the
+    /// next immediate commit (any other store method), so a power loss can drop the appends
+    /// since then — acceptable when replicas hold the same changes. A process crash loses
+    /// nothing either way.
+    pub append_durability: Durability,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            append_durability: Durability::Immediate,
+        }
+    }
+}
+
+/// A handle on the store; cheap to clone, shareable across threads.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    options: StoreOptions,
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/minotaur.redb` with default options.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = Database::create(dir.join(FILE_NAME))?;
+        // Create every table once so readers never meet a missing one.
+        let tx = db.begin_write()?;
+        tx.open_table(BASES)?;
+        tx.open_table(CHUNKS)?;
+        tx.open_table(QUARANTINE)?;
+        tx.open_table(MODULES)?;
+        tx.open_table(GAMES)?;
+        tx.commit()?;
+        Ok(Store {
+            db: Arc::new(db),
+            options,
+        })
+    }
+
+    /// Replaces the session's base with a full save and drops its chunks.
+    pub fn save_session_full(&self, session: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.open_table(BASES)?.insert(session, bytes)?;
+            tx.open_table(CHUNKS)?
+                .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends an incremental save after the session's base and earlier chunks.
+    pub fn append_session_changes(&self, session: &str, chunk: &[u8]) -> Result<(), StoreError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(self.options.append_durability)?;
+        {
+            let mut chunks = tx.open_table(CHUNKS)?;
+            let next = chunks
+                .range((session, 0)..=(session, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(k, _)| k.value().1 + 1);
+            chunks.insert((session, next), chunk)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The session's document (base followed by its chunks), or `None` if it has no base.
+    pub fn load_session(&self, session: &str) -> Result<Option<SessionDoc>, StoreError> {
+        let Some(bytes) = self.session_bytes(session)? else {
+            return Ok(None);
+        };
+        SessionDoc::load(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                session: session.to_string(),
+                source,
+            })
+    }
+
+    /// Every session with a stored base, sorted.
+    pub fn list_sessions(&self) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let bases = tx.open_table(BASES)?;
+        let mut out = Vec::new();
+        for entry in bases.iter()? {
+            out.push(entry?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    pub fn delete_session(&self, session: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.open_table(BASES)?.remove(session)?;
+            tx.open_table(CHUNKS)?
+                .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Moves a session's bytes aside (kept for inspection) so it no longer loads or lists.
+    pub fn quarantine_session(&self, session: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut bases = tx.open_table(BASES)?;
+            let mut chunks = tx.open_table(CHUNKS)?;
+            let mut bytes = bases
+                .remove(session)?
+                .map(|b| b.value().to_vec())
+                .unwrap_or_default();
+            for entry in chunks.range((session, 0)..=(session, u64::MAX))? {
+                bytes.extend_from_slice(entry?.1.value());
+            }
+            chunks.retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+            let mut quarantine = tx.open_table(QUARANTINE)?;
+            let next = quarantine
+                .range((session, 0)..=(session, u64::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(k, _)| k.value().1 + 1);
+            quarantine.insert((session, next), bytes.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The bytes of every quarantine of `session`, oldest first.
+    pub fn quarantined(&self, session: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let quarantine = tx.open_table(QUARANTINE)?;
+        let mut out = Vec::new();
+        for entry in quarantine.range((session, 0)..=(session, u64::MAX))? {
+            out.push(entry?.1.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    pub fn put_module(&self, hash_hex: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(MODULES)?.insert(hash_hex, wasm)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn get_module(&self, hash_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let modules = tx.open_table(MODULES)?;
+        Ok(modules.get(hash_hex)?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn set_game(&self, game: &str, rec: &GameRecord) -> Result<(), StoreError> {
+        let bytes = rmp_serde::to_vec_named(rec).expect("a GameRecord always serializes");
+        let tx = self.db.begin_write()?;
+        tx.open_table(GAMES)?.insert(game, bytes.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every game record, sorted by name.
+    pub fn games(&self) -> Result<Vec<(String, GameRecord)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let games = tx.open_table(GAMES)?;
+        let mut out = Vec::new();
+        for entry in games.iter()? {
+            let (name, bytes) = entry?;
+            let name = name.value().to_string();
+            let rec =
+                rmp_serde::from_slice(bytes.value()).map_err(|e| StoreError::BadGameRecord {
+                    game: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            out.push((name, rec));
+        }
+        Ok(out)
+    }
+
+    fn session_bytes(&self, session: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let Some(base) = tx
+            .open_table(BASES)?
+            .get(session)?
+            .map(|b| b.value().to_vec())
+        else {
+            return Ok(None);
+        };
+        let mut bytes = base;
+        // Automerge loads a full save followed by incremental saves as one stream.
+        for entry in tx
+            .open_table(CHUNKS)?
+            .range((session, 0)..=(session, u64::MAX))?
+        {
+            bytes.extend_from_slice(entry?.1.value());
+        }
+        Ok(Some(bytes))
+    }
+}
