@@ -37,16 +37,20 @@ pub struct ArenaBot {
     last: Option<usize>,
 }
 
-const DIRS: [[i8; 2]; 8] = [
-    [1, 0],
-    [1, 1],
-    [0, 1],
-    [-1, 1],
-    [-1, 0],
-    [-1, -1],
-    [0, -1],
-    [1, -1],
-];
+/// Eight unit directions (diagonals normalised), as the floats `games/arena` reads.
+const DIRS: [[f32; 2]; 8] = {
+    const D: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    [
+        [1.0, 0.0],
+        [D, D],
+        [0.0, 1.0],
+        [-D, D],
+        [-1.0, 0.0],
+        [-D, -D],
+        [0.0, -1.0],
+        [D, -D],
+    ]
+};
 
 impl Brain for ArenaBot {
     type View = IgnoredAny;
@@ -334,6 +338,8 @@ async fn play<B: Brain>(
     let mut phase = Phase::Joining;
     // A refused join (full, overloaded) is tried again after a pause.
     let mut rejoin_at: Option<Instant> = None;
+    // The last seq sent before `ended` arrived: refusals of those are a race, not a fault.
+    let mut ended_at_seq: Option<u64> = None;
     let period = Duration::from_secs_f64(1.0 / plan.rate);
     // Spread the bots' ticks over one period instead of firing in lock-step.
     let phase_offset = period.mul_f64(rng.below(1000) as f64 / 1000.0);
@@ -403,6 +409,7 @@ async fn play<B: Brain>(
                             }
                             brain.reset();
                             awaiting_view.clear();
+                            ended_at_seq = Some(*seq);
                             phase = Phase::Leaving;
                             if let Err(e) = conn.send(&ClientMsg::Leave).await {
                                 stats.error(e.code());
@@ -423,6 +430,11 @@ async fn play<B: Brain>(
                             if let Some(s) = msg.seq {
                                 awaiting_ack.remove(&s);
                                 brain.refused();
+                                let in_flight_at_end = ended_at_seq.is_some_and(|e| s <= e);
+                                if in_flight_at_end && matches!(code, "rejected" | "session_ended") {
+                                    stats.late_inputs.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
                             }
                             let leaving_ended = matches!(phase, Phase::Leaving)
                                 && matches!(code, "session_ended" | "not_seated");

@@ -51,6 +51,7 @@ pub struct Stats {
     pub views: AtomicU64,
     pub disconnects: AtomicU64,
     pub unacked: AtomicU64,
+    pub late_inputs: AtomicU64,
     pub errors_total: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     finished_sessions: Mutex<HashSet<String>>,
@@ -69,6 +70,7 @@ impl Default for Stats {
             views: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             unacked: AtomicU64::new(0),
+            late_inputs: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             finished_sessions: Mutex::new(HashSet::new()),
@@ -142,6 +144,7 @@ impl Stats {
             disconnects: get(&self.disconnects),
             games_finished: self.finished_sessions.lock().expect("stats lock").len() as u64,
             inputs_unacked: get(&self.unacked),
+            inputs_after_end: get(&self.late_inputs),
         }
     }
 }
@@ -215,6 +218,9 @@ pub struct Summary {
     pub games_finished: u64,
     /// Inputs still waiting for their `ack` when the run stopped.
     pub inputs_unacked: u64,
+    /// Inputs refused because their game had just ended (sent before `ended`
+    /// arrived): a race every real-time client has, not counted as errors.
+    pub inputs_after_end: u64,
 }
 
 impl Summary {
@@ -259,8 +265,8 @@ impl Summary {
         }
         let _ = writeln!(
             out,
-            "players: peak {} connected, {} seats taken, {} disconnects, {} games finished, {} inputs unacked at stop",
-            self.peak_connected, self.seated, self.disconnects, self.games_finished, self.inputs_unacked
+            "players: peak {} connected, {} seats taken, {} disconnects, {} games finished; inputs: {} unacked at stop, {} refused after their game ended",
+            self.peak_connected, self.seated, self.disconnects, self.games_finished, self.inputs_unacked, self.inputs_after_end
         );
         if self.errors.is_empty() {
             let _ = writeln!(out, "errors: none");
@@ -385,6 +391,7 @@ mod tests {
             "disconnects",
             "games_finished",
             "inputs_unacked",
+            "inputs_after_end",
         ] {
             assert!(obj.contains_key(key), "summary JSON lacks {key}: {v}");
         }
