@@ -1,0 +1,90 @@
+//! The node's configuration: one clap struct for `minotaur serve`, every default
+//! written once here (and shown by `--help`), each flag also read from a
+//! `MINOTAUR_*` environment variable. Built by `main`, read by everything else.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+
+/// Options of `minotaur serve`.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on for players, the lobby API and health checks.
+    /// Port 0 picks a free port; the real address is printed once bound.
+    #[arg(long, env = "MINOTAUR_LISTEN", default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+
+    /// Directory whose `*.wasm` files are loaded as games at start, each
+    /// under its file name without `.wasm`.
+    #[arg(long, env = "MINOTAUR_GAMES_DIR", default_value = "games/dist")]
+    pub games_dir: PathBuf,
+
+    /// Directory for the node's durable state (unused until persistence lands).
+    #[arg(long, env = "MINOTAUR_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// This node's id, shown to players in `welcome` and in logs.
+    /// Default: `node-` followed by 8 random hex digits.
+    #[arg(long, env = "MINOTAUR_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Largest client frame in bytes; a larger one gets `frame_too_large` and
+    /// the connection is closed (1009).
+    #[arg(long, env = "MINOTAUR_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Client frames per second allowed on one connection (sustained).
+    #[arg(long, env = "MINOTAUR_RATE_PER_SEC", default_value_t = 50)]
+    pub rate_per_sec: u32,
+
+    /// Client frames allowed at once on one connection (bucket size).
+    #[arg(long, env = "MINOTAUR_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+
+    /// Dropped (rate-limited) frames within 10 s after which the connection is closed.
+    #[arg(long, env = "MINOTAUR_RATE_ABUSE_LIMIT", default_value_t = 1000)]
+    pub rate_abuse_limit: u32,
+
+    /// Messages queued for one connection before it counts as a slow consumer
+    /// and is dropped (so it never stalls its session).
+    #[arg(long, env = "MINOTAUR_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+
+    /// Most live sessions on this node; beyond it creating one answers `overloaded`.
+    #[arg(long, env = "MINOTAUR_MAX_SESSIONS", default_value_t = 10_000)]
+    pub max_sessions: usize,
+
+    /// Linear memory cap per session (guest instance), in MiB.
+    #[arg(long, env = "MINOTAUR_GUEST_MEMORY_MIB", default_value_t = 32)]
+    pub guest_memory_mib: usize,
+
+    /// Wall-time limit of one guest call, in milliseconds.
+    #[arg(long, env = "MINOTAUR_CALL_TIMEOUT_MS", default_value_t = 100)]
+    pub call_timeout_ms: u64,
+
+    /// Seconds to wait for sessions and connections to stop on shutdown.
+    #[arg(long, env = "MINOTAUR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// The node id, generated once if not configured.
+    pub fn resolve_node_id(&mut self) -> String {
+        self.node_id
+            .get_or_insert_with(|| format!("node-{:08x}", rand::random::<u32>()))
+            .clone()
+    }
+
+    /// Sandbox limits derived from the flags (the rest are runtime defaults).
+    pub fn limits(&self) -> minotaur_runtime::Limits {
+        minotaur_runtime::Limits {
+            max_memory_bytes: self.guest_memory_mib * 1024 * 1024,
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            ..Default::default()
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

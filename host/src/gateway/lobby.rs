@@ -1,0 +1,141 @@
+//! The lobby HTTP API: list games, list sessions, create a session. Errors are
+//! JSON `{code, message}` with the same stable codes as the player protocol.
+
+use axum::{
+    extract::{rejection::JsonRejection, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::{
+    protocol::{ErrorCode, GameValue},
+    session::{registry::SessionInfo, SessionError},
+};
+
+/// A game as `GET /api/games` lists it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GameEntry {
+    /// The name to create or join sessions with.
+    pub name: String,
+    /// The name the module gives itself.
+    pub module_name: String,
+    pub rules_version: u32,
+    pub min_players: u32,
+    pub max_players: u32,
+    pub tick_hz: u32,
+    /// sha256 of the wasm module, hex.
+    pub module_hash: String,
+}
+
+pub async fn games(State(app): State<AppState>) -> Json<Vec<GameEntry>> {
+    Json(
+        app.registry
+            .catalog()
+            .iter()
+            .map(|g| {
+                let info = g.module.info();
+                GameEntry {
+                    name: g.name.clone(),
+                    module_name: info.name.clone(),
+                    rules_version: info.rules_version,
+                    min_players: info.min_players,
+                    max_players: info.max_players,
+                    tick_hz: info.tick_hz,
+                    module_hash: g.module.hash().to_hex(),
+                }
+            })
+            .collect(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub game: Option<String>,
+}
+
+pub async fn list_sessions(
+    State(app): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Json<Vec<SessionInfo>> {
+    Json(app.registry.list(q.game.as_deref()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    pub game: String,
+    #[serde(default)]
+    pub config: Option<GameValue>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    pub session: String,
+    pub game: String,
+}
+
+pub async fn create_session(
+    State(app): State<AppState>,
+    body: Result<Json<CreateRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let Json(req) = body.map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: ErrorCode::BadRequest,
+        message: e.body_text(),
+    })?;
+    if *app.shutdown.borrow() {
+        return Err(SessionError::Overloaded.into());
+    }
+    let handle = app.registry.create(&req.game, req.config.as_ref())?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Created {
+            session: handle.id().to_owned(),
+            game: req.game,
+        }),
+    ))
+}
+
+/// An API error: an HTTP status plus the JSON body `{code, message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let status = match &e {
+            SessionError::UnknownGame(_) | SessionError::UnknownSession(_) => StatusCode::NOT_FOUND,
+            SessionError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::Rejected(_) | SessionError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SessionError::Full | SessionError::Ended => StatusCode::CONFLICT,
+            SessionError::BadToken => StatusCode::FORBIDDEN,
+            SessionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The node's HTTP surface (axum): the player websocket ([`ws`]), the lobby
+//! API ([`lobby`]), health checks ([`health`]) and the embedded web client.
+//! `main` builds the router once with [`router`]; handlers reach sessions only
+//! through the [`Registry`].
+
+pub mod health;
+pub mod lobby;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::{
+    http::header,
+    response::{Html, IntoResponse},
+    routing::get,
+    Router,
+};
+use tokio::sync::watch;
+
+use crate::{config::Config, session::Registry};
+
+/// Per-connection limits, from the [`Config`].
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    pub max_frame_bytes: usize,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    pub rate_abuse_limit: u32,
+    pub outbound_queue: usize,
+}
+
+impl From<&Config> for ConnLimits {
+    fn from(c: &Config) -> Self {
+        ConnLimits {
+            max_frame_bytes: c.max_frame_bytes,
+            rate_per_sec: c.rate_per_sec,
+            rate_burst: c.rate_burst,
+            rate_abuse_limit: c.rate_abuse_limit,
+            outbound_queue: c.outbound_queue,
+        }
+    }
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub limits: Arc<ConnLimits>,
+    pub node_id: Arc<str>,
+    /// Becomes `true` once the node starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// All routes of a node.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/ws", get(ws::upgrade))
+        .route("/api/games", get(lobby::games))
+        .route(
+            "/api/sessions",
+            get(lobby::list_sessions).post(lobby::create_session),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../../web/index.html"))
+}
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../web/app.js"),
+    )
+}

@@ -1,0 +1,337 @@
+//! One player connection on `/ws`: decodes client frames (JSON text or
+//! MessagePack binary), enforces the frame size and rate limits, turns each
+//! message into a registry or session call, and writes the session's outbound
+//! queue back in the client's encoding. Spawned by axum per upgrade.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message, WebSocket},
+        State, WebSocketUpgrade,
+    },
+    response::Response,
+};
+use futures_util::{stream::SplitSink, SinkExt, StreamExt};
+use tokio::sync::{mpsc, Notify};
+
+use super::AppState;
+use crate::{
+    protocol::{
+        decode_client, encode_server, value_to_msgpack, ClientMsg, Encoding, ErrorCode, ServerMsg,
+        PROTOCOL_VERSION,
+    },
+    ratelimit::{RateLimiter, Verdict},
+    session::{Joined, Outbound, PlayerId, SessionError, SessionHandle, TokenHash},
+};
+
+/// axum's own frame limit sits this far above ours, so an oversized frame
+/// still reaches us and the client gets a `frame_too_large` before the close.
+const FRAME_SLACK: usize = 64 * 1024;
+
+mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+}
+
+pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+    let max = app.limits.max_frame_bytes + FRAME_SLACK;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| Connection::run(app, socket))
+}
+
+/// Which seat this connection holds.
+enum SeatState {
+    None,
+    Seated {
+        handle: SessionHandle,
+        player: PlayerId,
+        token_hash: TokenHash,
+    },
+    /// The seat's session is over; inputs get `session_ended`.
+    Ended,
+}
+
+/// What the loop does after a frame.
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+struct Connection {
+    app: AppState,
+    sink: SplitSink<WebSocket, Message>,
+    enc: Encoding,
+    seat: SeatState,
+    limiter: RateLimiter,
+    out: Outbound,
+}
+
+impl Connection {
+    async fn run(app: AppState, socket: WebSocket) {
+        let (sink, mut stream) = socket.split();
+        let limits = app.limits.clone();
+        let (out, mut rx, kick): (Outbound, mpsc::Receiver<ServerMsg>, Arc<Notify>) =
+            Outbound::new(limits.outbound_queue);
+        let mut shutdown = app.shutdown.clone();
+        let mut conn = Connection {
+            limiter: RateLimiter::new(
+                limits.rate_per_sec,
+                limits.rate_burst,
+                limits.rate_abuse_limit,
+                Instant::now(),
+            ),
+            app,
+            sink,
+            enc: Encoding::Json,
+            seat: SeatState::None,
+            out,
+        };
+        let welcome = ServerMsg::Welcome {
+            node: conn.app.node_id.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL_VERSION,
+        };
+        if !conn.send(welcome).await {
+            return;
+        }
+        loop {
+            let flow = tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(t))) => conn.on_frame(t.as_bytes(), Encoding::Json).await,
+                    Some(Ok(Message::Binary(b))) => conn.on_frame(&b, Encoding::MsgPack).await,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(conn = conn.out.conn_id, error = %e, "websocket error");
+                        break;
+                    }
+                },
+                Some(msg) = rx.recv() => conn.on_outbound(msg).await,
+                () = kick.notified() => Flow::Close(close::POLICY, "slow consumer"),
+                // Map the guard away at once: it is not Send.
+                _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => Flow::Close(close::GOING_AWAY, "node shutting down"),
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(code, reason) => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = conn.sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+        if let SeatState::Seated { handle, player, .. } = &conn.seat {
+            handle.disconnect(*player, conn.out.conn_id).await;
+        }
+    }
+
+    /// Write one message in the client's encoding; `false` if the socket is gone.
+    async fn send(&mut self, msg: ServerMsg) -> bool {
+        let frame = match encode_server(&msg, self.enc) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a server message");
+                let err = ServerMsg::error(ErrorCode::Internal, "cannot encode a message", None);
+                match encode_server(&err, self.enc) {
+                    Ok(b) => b,
+                    Err(_) => return true,
+                }
+            }
+        };
+        let msg = match self.enc {
+            // serde_json writes UTF-8.
+            Encoding::Json => Message::Text(String::from_utf8(frame).unwrap_or_default().into()),
+            Encoding::MsgPack => Message::Binary(frame.into()),
+        };
+        self.sink.send(msg).await.is_ok()
+    }
+
+    async fn send_flow(&mut self, msg: ServerMsg) -> Flow {
+        if self.send(msg).await {
+            Flow::Continue
+        } else {
+            Flow::Close(close::GOING_AWAY, "write failed")
+        }
+    }
+
+    async fn error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        seq: Option<u64>,
+    ) -> Flow {
+        self.send_flow(ServerMsg::error(code, message, seq)).await
+    }
+
+    /// A message from the session: forward it, and track the seat's fate.
+    async fn on_outbound(&mut self, msg: ServerMsg) -> Flow {
+        match &msg {
+            ServerMsg::Ended { .. } => self.seat = SeatState::Ended,
+            // Our seat was taken over by a resume on another connection.
+            ServerMsg::Left => self.seat = SeatState::None,
+            _ => {}
+        }
+        self.send_flow(msg).await
+    }
+
+    async fn on_frame(&mut self, frame: &[u8], enc: Encoding) -> Flow {
+        self.enc = enc;
+        let max = self.app.limits.max_frame_bytes;
+        if frame.len() > max {
+            let msg = format!("frame of {} bytes is over the limit of {max}", frame.len());
+            let _ = self.error(ErrorCode::FrameTooLarge, msg, None).await;
+            return Flow::Close(close::TOO_BIG, "frame too large");
+        }
+        let msg = match decode_client(frame, enc) {
+            Ok(m) => m,
+            Err(e) => return self.error(e.code(), e.to_string(), None).await,
+        };
+        let seq = match &msg {
+            ClientMsg::Input { seq, .. } => *seq,
+            _ => None,
+        };
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop => {
+                return self
+                    .error(ErrorCode::RateLimited, "too many messages; dropped", seq)
+                    .await
+            }
+            Verdict::Close => {
+                let _ = self
+                    .error(ErrorCode::RateLimited, "sustained flooding; closing", seq)
+                    .await;
+                return Flow::Close(close::POLICY, "rate limit");
+            }
+        }
+        self.on_message(msg).await
+    }
+
+    async fn on_message(&mut self, msg: ClientMsg) -> Flow {
+        match msg {
+            ClientMsg::Ping { nonce } => self.send_flow(ServerMsg::Pong { nonce }).await,
+            ClientMsg::Create { game, config } => {
+                match self.app.registry.create(&game, config.as_ref()) {
+                    Ok(h) => {
+                        let session = h.id().to_owned();
+                        self.send_flow(ServerMsg::Created { session, game }).await
+                    }
+                    Err(e) => self.session_error(e, None).await,
+                }
+            }
+            ClientMsg::Join {
+                session,
+                game,
+                name,
+            } => {
+                if let SeatState::Seated { .. } = self.seat {
+                    return self
+                        .error(ErrorCode::AlreadySeated, "leave your seat first", None)
+                        .await;
+                }
+                let registry = self.app.registry.clone();
+                let conn = self.out.clone();
+                let result = match (session, game) {
+                    (Some(id), _) => registry.join(&id, name, conn).await,
+                    (None, Some(game)) => registry.quick_match(&game, name, conn).await,
+                    (None, None) => {
+                        return self
+                            .error(ErrorCode::BadFrame, "join needs `session` or `game`", None)
+                            .await
+                    }
+                };
+                self.seated(result, None).await
+            }
+            ClientMsg::Resume { token } => {
+                if let SeatState::Seated { .. } = self.seat {
+                    return self
+                        .error(ErrorCode::AlreadySeated, "leave your seat first", None)
+                        .await;
+                }
+                let result = self.app.registry.resume(&token, self.out.clone()).await;
+                self.seated(result, Some(token)).await
+            }
+            ClientMsg::Input { data, seq, player } => {
+                let (handle, me) = match &self.seat {
+                    SeatState::Seated { handle, player, .. } => (handle.clone(), *player),
+                    SeatState::Ended => {
+                        return self
+                            .error(ErrorCode::SessionEnded, "the session is over", seq)
+                            .await
+                    }
+                    SeatState::None => {
+                        return self
+                            .error(ErrorCode::NotSeated, "join a session first", seq)
+                            .await
+                    }
+                };
+                if player.is_some_and(|p| p != me) {
+                    let msg = format!("you are player {me}");
+                    return self.error(ErrorCode::NotYourSeat, msg, seq).await;
+                }
+                match handle.input(me, value_to_msgpack(&data), seq).await {
+                    Ok(()) => Flow::Continue,
+                    Err(e) => self.session_error(e, seq).await,
+                }
+            }
+            ClientMsg::Leave => {
+                let SeatState::Seated {
+                    handle,
+                    player,
+                    token_hash,
+                } = std::mem::replace(&mut self.seat, SeatState::None)
+                else {
+                    return self
+                        .error(ErrorCode::NotSeated, "no seat to leave", None)
+                        .await;
+                };
+                match self.app.registry.leave(&handle, player, token_hash).await {
+                    Ok(()) => self.send_flow(ServerMsg::Left).await,
+                    Err(e) => self.session_error(e, None).await,
+                }
+            }
+        }
+    }
+
+    /// Finish a join or resume: remember the seat and answer `joined`.
+    async fn seated(
+        &mut self,
+        result: Result<(SessionHandle, Joined), SessionError>,
+        resume_token: Option<String>,
+    ) -> Flow {
+        match result {
+            Ok((handle, joined)) => {
+                self.seat = SeatState::Seated {
+                    handle,
+                    player: joined.player,
+                    token_hash: joined.token_hash,
+                };
+                let msg = ServerMsg::Joined {
+                    session: joined.session,
+                    game: joined.game,
+                    player: joined.player,
+                    token: joined.token.or(resume_token).unwrap_or_default(),
+                    rules_version: joined.rules_version,
+                    resumed: joined.resumed,
+                };
+                self.send_flow(msg).await
+            }
+            Err(e) => self.session_error(e, None).await,
+        }
+    }
+
+    async fn session_error(&mut self, e: SessionError, seq: Option<u64>) -> Flow {
+        if matches!(e, SessionError::Ended) {
+            if let SeatState::Seated { .. } = self.seat {
+                self.seat = SeatState::Ended;
+            }
+        }
+        self.error(e.code(), e.to_string(), seq).await
+    }
+}

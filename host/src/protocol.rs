@@ -1,0 +1,385 @@
+//! The player protocol (docs/PROTOCOL.md) as Rust types: what clients send,
+//! what the node answers, the stable error codes, and the JSON ⇄ MessagePack
+//! transcoding of game payloads. Used by the gateway, the session actor, the
+//! tests and any Rust client.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol, sent in `welcome`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A game value (input, view, message, config) in neutral form. Comes from a
+/// JSON or MessagePack frame and is re-encoded as MessagePack for the guest.
+pub type GameValue = rmpv::Value;
+
+/// How a client frames its messages; the node answers in the same encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Text frames carrying JSON.
+    Json,
+    /// Binary frames carrying MessagePack (structs as maps keyed by name).
+    MsgPack,
+}
+
+/// Client → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    Create {
+        game: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<GameValue>,
+    },
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        game: Option<String>,
+        #[serde(default)]
+        name: String,
+    },
+    Resume {
+        token: String,
+    },
+    Input {
+        data: GameValue,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        player: Option<u64>,
+    },
+    Leave,
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<GameValue>,
+    },
+}
+
+/// The `type` tags of [`ClientMsg`], to tell `unknown_type` from `bad_frame`.
+const CLIENT_TYPES: [&str; 6] = ["create", "join", "resume", "input", "leave", "ping"];
+
+/// Server → client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Welcome {
+        node: String,
+        version: String,
+        protocol: u32,
+    },
+    Created {
+        session: String,
+        game: String,
+    },
+    Joined {
+        session: String,
+        game: String,
+        player: u64,
+        token: String,
+        rules_version: u32,
+        resumed: bool,
+    },
+    View {
+        data: GameValue,
+    },
+    Message {
+        data: GameValue,
+    },
+    Ack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    Ended {
+        winners: Vec<u64>,
+        detail: GameValue,
+    },
+    Rules {
+        rules_version: u32,
+    },
+    Left,
+    Pong {
+        #[serde(default)]
+        nonce: Option<GameValue>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+}
+
+impl ServerMsg {
+    /// An `error` frame.
+    pub fn error(code: ErrorCode, message: impl Into<String>, seq: Option<u64>) -> Self {
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+            seq,
+        }
+    }
+}
+
+/// Stable error codes that reach players (and lobby API callers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadFrame,
+    UnknownType,
+    FrameTooLarge,
+    RateLimited,
+    UnknownGame,
+    UnknownSession,
+    BadToken,
+    SessionFull,
+    AlreadySeated,
+    NotSeated,
+    NotYourSeat,
+    Rejected,
+    SessionEnded,
+    SessionFailed,
+    Overloaded,
+    BadRequest,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire form, e.g. `"session_full"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownGame => "unknown_game",
+            ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::BadToken => "bad_token",
+            ErrorCode::SessionFull => "session_full",
+            ErrorCode::AlreadySeated => "already_seated",
+            ErrorCode::NotSeated => "not_seated",
+            ErrorCode::NotYourSeat => "not_your_seat",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::SessionFailed => "session_failed",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a client frame could not be turned into a [`ClientMsg`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    BadFrame(String),
+    #[error("unknown message type `{0}`")]
+    UnknownType(String),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::BadFrame(_) => ErrorCode::BadFrame,
+            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
+        }
+    }
+}
+
+/// Decode one client frame. The frame is first read as a neutral value so a
+/// missing or unknown `type` gets its own error code before the fields are checked.
+pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeError> {
+    let value: rmpv::Value = match enc {
+        Encoding::Json => serde_json::from_slice(frame)
+            .map_err(|e| DecodeError::BadFrame(format!("invalid JSON: {e}")))?,
+        Encoding::MsgPack => {
+            let mut rd = frame;
+            let v = rmpv::decode::read_value(&mut rd)
+                .map_err(|e| DecodeError::BadFrame(format!("invalid MessagePack: {e}")))?;
+            if !rd.is_empty() {
+                return Err(DecodeError::BadFrame(
+                    "trailing bytes after the MessagePack value".into(),
+                ));
+            }
+            v
+        }
+    };
+    let map = value
+        .as_map()
+        .ok_or_else(|| DecodeError::BadFrame("a message must be a map".into()))?;
+    let ty = map
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("type"))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| DecodeError::BadFrame("missing string field `type`".into()))?;
+    if !CLIENT_TYPES.contains(&ty.as_str()) {
+        return Err(DecodeError::UnknownType(ty));
+    }
+    rmpv::ext::from_value(value).map_err(|e| DecodeError::BadFrame(format!("bad `{ty}`: {e}")))
+}
+
+/// Encode a server message. `Err` only if a game value cannot be expressed in
+/// JSON (e.g. a map keyed by arrays); the caller reports `internal`.
+pub fn encode_server(msg: &ServerMsg, enc: Encoding) -> Result<Vec<u8>, String> {
+    match enc {
+        Encoding::Json => serde_json::to_vec(msg).map_err(|e| e.to_string()),
+        Encoding::MsgPack => rmp_serde::to_vec_named(msg).map_err(|e| e.to_string()),
+    }
+}
+
+/// Encode a client message (for Rust clients and tests).
+pub fn encode_client(msg: &ClientMsg, enc: Encoding) -> Result<Vec<u8>, String> {
+    match enc {
+        Encoding::Json => serde_json::to_vec(msg).map_err(|e| e.to_string()),
+        Encoding::MsgPack => rmp_serde::to_vec_named(msg).map_err(|e| e.to_string()),
+    }
+}
+
+/// A game value as the MessagePack bytes the guest reads.
+pub fn value_to_msgpack(v: &GameValue) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    rmpv::encode::write_value(&mut out, v).expect("write to Vec");
+    out
+}
+
+/// MessagePack bytes from the guest as a game value. Empty bytes are `nil`
+/// (games may send an empty `detail`).
+pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, String> {
+    if bytes.is_empty() {
+        return Ok(GameValue::Nil);
+    }
+    let mut rd = bytes;
+    rmpv::decode::read_value(&mut rd).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_input_becomes_guest_msgpack() {
+        let msg = decode_client(
+            br#"{"type":"input","data":{"cell":4},"seq":7}"#,
+            Encoding::Json,
+        )
+        .unwrap();
+        let ClientMsg::Input { data, seq, player } = msg else {
+            panic!("not an input: {msg:?}")
+        };
+        assert_eq!((seq, player), (Some(7), None));
+        #[derive(Deserialize, PartialEq, Debug)]
+        struct Move {
+            cell: u8,
+        }
+        let m: Move = rmp_serde::from_slice(&value_to_msgpack(&data)).unwrap();
+        assert_eq!(m, Move { cell: 4 });
+    }
+
+    #[test]
+    fn msgpack_frame_decodes_like_json() {
+        let json = ClientMsg::Input {
+            data: rmpv::Value::Map(vec![(
+                "dir".into(),
+                rmpv::Value::Array(vec![1.into(), (-1).into()]),
+            )]),
+            seq: Some(3),
+            player: Some(2),
+        };
+        let bin = encode_client(&json, Encoding::MsgPack).unwrap();
+        assert_eq!(decode_client(&bin, Encoding::MsgPack).unwrap(), json);
+        let txt = encode_client(&json, Encoding::Json).unwrap();
+        assert_eq!(decode_client(&txt, Encoding::Json).unwrap(), json);
+    }
+
+    #[test]
+    fn guest_view_becomes_json() {
+        #[derive(Serialize)]
+        struct View {
+            board: Vec<Option<u8>>,
+            turn: u64,
+        }
+        let bytes = rmp_serde::to_vec_named(&View {
+            board: vec![None, Some(1)],
+            turn: 2,
+        })
+        .unwrap();
+        let msg = ServerMsg::View {
+            data: msgpack_to_value(&bytes).unwrap(),
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&encode_server(&msg, Encoding::Json).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type":"view","data":{"board":[null,1],"turn":2}})
+        );
+    }
+
+    #[test]
+    fn server_msgpack_is_a_named_map() {
+        let msg = ServerMsg::error(ErrorCode::SessionFull, "no free seat", Some(9));
+        let bytes = encode_server(&msg, Encoding::MsgPack).unwrap();
+        let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let get = |k: &str| {
+            v.as_map()
+                .unwrap()
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("type").unwrap().as_str(), Some("error"));
+        assert_eq!(get("code").unwrap().as_str(), Some("session_full"));
+        assert_eq!(get("seq").unwrap().as_u64(), Some(9));
+        let back: ServerMsg = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn bad_frames_and_unknown_types_are_told_apart() {
+        let code = |f: &[u8], e| decode_client(f, e).unwrap_err().code();
+        assert_eq!(code(b"{not json", Encoding::Json), ErrorCode::BadFrame);
+        assert_eq!(code(b"[1,2]", Encoding::Json), ErrorCode::BadFrame);
+        assert_eq!(
+            code(br#"{"no":"type"}"#, Encoding::Json),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            code(br#"{"type":"dance"}"#, Encoding::Json),
+            ErrorCode::UnknownType
+        );
+        // A known type with a missing field is a bad frame, not an unknown type.
+        assert_eq!(
+            code(br#"{"type":"resume"}"#, Encoding::Json),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(code(&[0xc1], Encoding::MsgPack), ErrorCode::BadFrame);
+        assert_eq!(code(&[0x81, 0xa1], Encoding::MsgPack), ErrorCode::BadFrame);
+    }
+
+    #[test]
+    fn every_error_code_serializes_as_its_code() {
+        for c in [
+            ErrorCode::BadFrame,
+            ErrorCode::NotYourSeat,
+            ErrorCode::SessionFailed,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.code());
+        }
+    }
+
+    #[test]
+    fn unit_messages_round_trip() {
+        let leave = decode_client(br#"{"type":"leave"}"#, Encoding::Json).unwrap();
+        assert_eq!(leave, ClientMsg::Leave);
+        let left = encode_server(&ServerMsg::Left, Encoding::Json).unwrap();
+        assert_eq!(left, br#"{"type":"left"}"#);
+    }
+}

@@ -1,0 +1,569 @@
+//! The session actor: one tokio task that owns a session's guest instance,
+//! seats, last views and tick clock, and applies commands in order, in
+//! batches. Spawned by the registry; driven through [`SessionHandle`].
+//!
+//! A batch is one awaited command (or tick) plus what else is already queued
+//! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the snapshot
+//! and only then releases acks and join replies: the seam where persistence
+//! commits the session document before anything is acknowledged.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use minotaur_abi::{Effect, Event, Init, Output, Restore};
+use minotaur_runtime::{GuestError, GuestInstance};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::{Instant, Interval, MissedTickBehavior},
+};
+
+use super::{
+    handle::{Command, SessionHandle},
+    hash_token, new_token, Joined, Outbound, PlayerId, SessionError, SessionStatus, TokenHash,
+};
+use crate::{
+    catalog::Game,
+    protocol::{msgpack_to_value, ErrorCode, GameValue, ServerMsg},
+};
+
+/// Most commands applied before the batch is committed and acknowledged.
+pub const MAX_BATCH: usize = 64;
+/// Commands queued for one session before senders wait.
+pub const MAILBOX: usize = 1024;
+/// Guest failures in a row after which the session ends instead of rolling back.
+pub const MAX_FAILURES_IN_ROW: u32 = 3;
+
+/// Start a session of `game`: instantiate, `init`, take the first snapshot,
+/// spawn the actor. Fails without spawning if the guest cannot start.
+pub fn spawn(
+    id: String,
+    game: Game,
+    config: Vec<u8>,
+) -> Result<(SessionHandle, JoinHandle<()>), SessionError> {
+    let mut instance = game.module.instantiate().map_err(|e| match e {
+        GuestError::Instantiate(_) => SessionError::Overloaded,
+        e => SessionError::Failed(e.code().to_owned()),
+    })?;
+    let init = Init {
+        session: id.clone(),
+        seed: rand::random(),
+        config,
+    };
+    let fail = |e: GuestError| SessionError::Failed(e.code().to_owned());
+    let out = instance.init(&init).map_err(fail)?;
+    if let Some(reason) = out.reject {
+        return Err(SessionError::Rejected(reason));
+    }
+    let last_good = instance.snapshot().map_err(fail)?;
+    let info = game.module.info().clone();
+    let (status_tx, status_rx) = watch::channel(SessionStatus {
+        players: 0,
+        max_players: info.max_players,
+        ended: false,
+    });
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    let mut actor = Actor {
+        id: id.clone(),
+        rules_version: info.rules_version,
+        max_players: info.max_players,
+        game: game.clone(),
+        instance,
+        seats: BTreeMap::new(),
+        next_player: 1,
+        last_good,
+        replay: Vec::new(),
+        dirty: false,
+        failures_in_row: 0,
+        ticker: Ticker::new(info.tick_hz),
+        ended: false,
+        pending: Vec::new(),
+        status: status_tx,
+    };
+    actor.deliver(out.effects);
+    let handle = SessionHandle::new(id, game.name.clone(), tx, status_rx);
+    let task = tokio::spawn(actor.run(rx));
+    Ok((handle, task))
+}
+
+/// One player's place in the session.
+struct Seat {
+    name: String,
+    token_hash: TokenHash,
+    /// The connection currently holding the seat; `None` while disconnected.
+    conn: Option<Outbound>,
+    /// The latest view, so a resumed player gets it at once.
+    last_view: Option<GameValue>,
+}
+
+/// Replies held back until the batch is committed.
+enum Deferred {
+    Ack {
+        player: PlayerId,
+        seq: Option<u64>,
+    },
+    Joined {
+        reply: oneshot::Sender<Result<Joined, SessionError>>,
+        joined: Joined,
+    },
+    Left {
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+}
+
+/// One unit of work in a batch.
+enum Work {
+    Cmd(Command),
+    Tick,
+}
+
+struct Actor {
+    id: String,
+    game: Game,
+    rules_version: u32,
+    max_players: u32,
+    instance: GuestInstance,
+    seats: BTreeMap<PlayerId, Seat>,
+    next_player: PlayerId,
+    /// Guest state after the last committed batch: where a failure rolls back to.
+    last_good: Vec<u8>,
+    /// Events applied since `last_good`, replayed after a rollback so the
+    /// good events of a batch survive a later failure in the same batch
+    /// (guests are deterministic: no clock, no randomness but the seed).
+    replay: Vec<Event>,
+    /// Some guest state changed in this batch.
+    dirty: bool,
+    failures_in_row: u32,
+    ticker: Ticker,
+    ended: bool,
+    pending: Vec<Deferred>,
+    status: watch::Sender<SessionStatus>,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        tracing::info!(session = %self.id, game = %self.game.name, "session started");
+        let mut stop = false;
+        while !stop && !self.ended {
+            let first = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => Work::Cmd(cmd),
+                    None => break,
+                },
+                () = self.ticker.wait() => Work::Tick,
+            };
+            stop |= self.apply(first);
+            let mut n = 1;
+            while n < MAX_BATCH && !stop && !self.ended {
+                let Ok(cmd) = rx.try_recv() else { break };
+                stop |= self.apply(Work::Cmd(cmd));
+                n += 1;
+            }
+            self.after_batch().await;
+        }
+        // Commands still queued get `Ended` through their dropped reply senders.
+        self.status.send_modify(|s| s.ended = true);
+        tracing::info!(session = %self.id, ended = self.ended, "session stopped");
+    }
+
+    /// Apply one unit of work; `true` asks the loop to stop.
+    fn apply(&mut self, work: Work) -> bool {
+        match work {
+            Work::Tick => {
+                let (n, dt_ms) = self.ticker.advance();
+                self.guest_event(Event::Tick { n, dt_ms }, None, None);
+            }
+            Work::Cmd(Command::Join { name, conn, reply }) => self.join(name, conn, reply),
+            Work::Cmd(Command::Resume {
+                token_hash,
+                conn,
+                reply,
+            }) => {
+                let _ = reply.send(self.resume(token_hash, conn));
+            }
+            Work::Cmd(Command::Input { player, data, seq }) => {
+                if !self.seats.contains_key(&player) {
+                    tracing::debug!(session = %self.id, player, "input from a player without a seat");
+                    return false;
+                }
+                if let Some(out) =
+                    self.guest_event(Event::Input { player, data }, Some(player), seq)
+                {
+                    match out.reject {
+                        Some(reason) => {
+                            self.send_to(player, ServerMsg::error(ErrorCode::Rejected, reason, seq))
+                        }
+                        None => self.pending.push(Deferred::Ack { player, seq }),
+                    }
+                }
+            }
+            Work::Cmd(Command::Leave { player, reply }) => self.leave(player, reply),
+            Work::Cmd(Command::Disconnect { player, conn_id }) => {
+                if let Some(seat) = self.seats.get_mut(&player) {
+                    if seat.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
+                        seat.conn = None;
+                    }
+                }
+            }
+            Work::Cmd(Command::Shutdown) => return true,
+        }
+        false
+    }
+
+    fn join(
+        &mut self,
+        name: String,
+        conn: Outbound,
+        reply: oneshot::Sender<Result<Joined, SessionError>>,
+    ) {
+        if self.seats.len() >= self.max_players as usize {
+            let _ = reply.send(Err(SessionError::Full));
+            return;
+        }
+        let player = self.next_player;
+        let event = Event::Join {
+            player,
+            name: name.clone(),
+        };
+        // The seat exists before the effects are delivered so the join's own
+        // view reaches the new player.
+        let token = new_token();
+        let token_hash = hash_token(&token);
+        self.seats.insert(
+            player,
+            Seat {
+                name,
+                token_hash,
+                conn: Some(conn),
+                last_view: None,
+            },
+        );
+        match self.guest_call(&event) {
+            Ok(out) if out.reject.is_some() => {
+                self.seats.remove(&player);
+                let reason = out.reject.unwrap_or_default();
+                let _ = reply.send(Err(SessionError::Rejected(reason)));
+            }
+            Ok(out) => {
+                self.next_player += 1;
+                self.publish_status();
+                self.deliver(out.effects);
+                let joined = Joined {
+                    session: self.id.clone(),
+                    game: self.game.name.clone(),
+                    player,
+                    token: Some(token),
+                    token_hash,
+                    rules_version: self.rules_version,
+                    resumed: false,
+                };
+                self.pending.push(Deferred::Joined { reply, joined });
+            }
+            Err(e) => {
+                self.seats.remove(&player);
+                let _ = reply.send(Err(SessionError::Failed(e.code().to_owned())));
+                // The would-be player has no seat, so the rollback notice goes nowhere.
+                self.recover(e, Some(player), None);
+            }
+        }
+    }
+
+    fn resume(&mut self, token_hash: TokenHash, conn: Outbound) -> Result<Joined, SessionError> {
+        let (&player, seat) = self
+            .seats
+            .iter_mut()
+            .find(|(_, s)| s.token_hash == token_hash)
+            .ok_or(SessionError::BadToken)?;
+        // The seat moves to the new connection; an old one still holding it
+        // is told it lost the seat.
+        if let Some(old) = seat.conn.replace(conn.clone()) {
+            if old.conn_id != conn.conn_id {
+                old.send(ServerMsg::Left);
+            }
+        }
+        if let Some(view) = &seat.last_view {
+            conn.send(ServerMsg::View { data: view.clone() });
+        }
+        tracing::debug!(session = %self.id, player, name = %seat.name, "seat resumed");
+        Ok(Joined {
+            session: self.id.clone(),
+            game: self.game.name.clone(),
+            player,
+            token: None,
+            token_hash,
+            rules_version: self.rules_version,
+            resumed: true,
+        })
+    }
+
+    fn leave(&mut self, player: PlayerId, reply: oneshot::Sender<Result<(), SessionError>>) {
+        if !self.seats.contains_key(&player) {
+            let _ = reply.send(Err(SessionError::Internal("no such seat".into())));
+            return;
+        }
+        // A guest cannot refuse a leave; if it fails, the seat is given up anyway.
+        self.guest_event(Event::Leave { player }, Some(player), None);
+        self.seats.remove(&player);
+        self.publish_status();
+        self.pending.push(Deferred::Left { reply });
+    }
+
+    /// Call the guest with `event` and deliver its effects. On failure: roll
+    /// back, tell `offender` (everyone if `None`), and return `None`.
+    fn guest_event(
+        &mut self,
+        event: Event,
+        offender: Option<PlayerId>,
+        seq: Option<u64>,
+    ) -> Option<Output> {
+        match self.guest_call(&event) {
+            Ok(mut out) => {
+                let effects = std::mem::take(&mut out.effects);
+                self.deliver(effects);
+                Some(out)
+            }
+            Err(e) => {
+                self.recover(e, offender, seq);
+                None
+            }
+        }
+    }
+
+    /// The only place events enter the guest; keeps the replay log.
+    fn guest_call(&mut self, event: &Event) -> Result<Output, GuestError> {
+        let out = self.instance.event(event)?;
+        self.failures_in_row = 0;
+        if out.reject.is_none() {
+            self.replay.push(event.clone());
+            self.dirty = true;
+        }
+        Ok(out)
+    }
+
+    /// After a guest failure: the instance is poisoned. Rebuild it from the
+    /// last good snapshot plus the replay log, or end the session.
+    fn recover(&mut self, err: GuestError, offender: Option<PlayerId>, seq: Option<u64>) {
+        self.failures_in_row += 1;
+        tracing::warn!(
+            session = %self.id, code = err.code(), error = %err,
+            in_a_row = self.failures_in_row, "guest failed"
+        );
+        let outcome = if self.failures_in_row >= MAX_FAILURES_IN_ROW {
+            Err(format!("{MAX_FAILURES_IN_ROW} failures in a row"))
+        } else {
+            self.rebuild()
+        };
+        match outcome {
+            Ok(()) => {
+                let msg = ServerMsg::error(
+                    ErrorCode::SessionFailed,
+                    format!(
+                        "the game module failed ({}); the session rolled back",
+                        err.code()
+                    ),
+                    seq,
+                );
+                match offender {
+                    Some(p) => self.send_to(p, msg),
+                    None => self.broadcast(msg),
+                }
+            }
+            Err(why) => self.fail_session(err.code(), &why),
+        }
+    }
+
+    fn rebuild(&mut self) -> Result<(), String> {
+        let mut fresh = self
+            .game
+            .module
+            .instantiate()
+            .map_err(|e| format!("re-instantiate: {e}"))?;
+        fresh
+            .restore(&Restore {
+                state: self.last_good.clone(),
+                from_version: self.rules_version,
+            })
+            .map_err(|e| format!("restore: {e}"))?;
+        for event in &self.replay {
+            // Effects of replayed events were delivered the first time.
+            fresh.event(event).map_err(|e| format!("replay: {e}"))?;
+        }
+        self.instance = fresh;
+        Ok(())
+    }
+
+    fn fail_session(&mut self, code: &str, why: &str) {
+        tracing::error!(session = %self.id, code, why, "session failed; ending it");
+        self.broadcast(ServerMsg::error(
+            ErrorCode::SessionFailed,
+            format!("the game module failed ({code}) and the session ended: {why}"),
+            None,
+        ));
+        // Nothing of the failed batch is acknowledged.
+        self.pending.retain(|d| !matches!(d, Deferred::Ack { .. }));
+        self.dirty = false;
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        self.publish_status();
+    }
+
+    /// Carry out the guest's effects, in order.
+    fn deliver(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, msg } => {
+                    if let Some(data) = self.transcode(&msg) {
+                        self.send_to(to, ServerMsg::Message { data });
+                    }
+                }
+                Effect::Broadcast { msg } => {
+                    if let Some(data) = self.transcode(&msg) {
+                        self.broadcast(ServerMsg::Message { data });
+                    }
+                }
+                Effect::View { to, data } => {
+                    let Some(data) = self.transcode(&data) else {
+                        continue;
+                    };
+                    if let Some(seat) = self.seats.get_mut(&to) {
+                        seat.last_view = Some(data.clone());
+                        if let Some(conn) = &seat.conn {
+                            conn.send(ServerMsg::View { data });
+                        }
+                    }
+                }
+                Effect::End { winners, detail } => {
+                    let detail = self.transcode(&detail).unwrap_or(GameValue::Nil);
+                    tracing::info!(session = %self.id, ?winners, "game over");
+                    self.broadcast(ServerMsg::Ended { winners, detail });
+                    self.end();
+                }
+                Effect::SetTickRate { hz } => self.ticker.set_rate(hz),
+                Effect::Log { level, msg } => match level {
+                    0 => tracing::error!(session = %self.id, "guest: {msg}"),
+                    1 => tracing::warn!(session = %self.id, "guest: {msg}"),
+                    2 => tracing::info!(session = %self.id, "guest: {msg}"),
+                    _ => tracing::debug!(session = %self.id, "guest: {msg}"),
+                },
+            }
+        }
+    }
+
+    fn transcode(&self, bytes: &[u8]) -> Option<GameValue> {
+        msgpack_to_value(bytes)
+            .inspect_err(|e| {
+                tracing::warn!(session = %self.id, error = %e, "guest sent invalid MessagePack; dropped")
+            })
+            .ok()
+    }
+
+    fn send_to(&self, player: PlayerId, msg: ServerMsg) {
+        if let Some(conn) = self.seats.get(&player).and_then(|s| s.conn.as_ref()) {
+            conn.send(msg);
+        }
+    }
+
+    fn broadcast(&self, msg: ServerMsg) {
+        for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
+            conn.send(msg.clone());
+        }
+    }
+
+    fn publish_status(&self) {
+        self.status.send_replace(SessionStatus {
+            players: self.seats.len() as u32,
+            max_players: self.max_players,
+            ended: self.ended,
+        });
+    }
+
+    /// The step after every batch. Today: take the guest snapshot as the new
+    /// last good state, then release acks and join/leave replies.
+    /// Persistence plugs in between the two: commit the snapshot and seats to
+    /// the session document and store it, and only then release — so nothing
+    /// acknowledged can be lost.
+    async fn after_batch(&mut self) {
+        if self.dirty && !self.ended {
+            match self.instance.snapshot() {
+                Ok(state) => {
+                    self.last_good = state;
+                    self.replay.clear();
+                }
+                Err(e) => {
+                    // The snapshot call itself failed: roll back to the previous
+                    // good state plus this batch's events and keep acks pending
+                    // for the next good snapshot.
+                    self.recover(e, None, None);
+                }
+            }
+        }
+        self.dirty = false;
+        for d in self.pending.drain(..) {
+            match d {
+                Deferred::Ack { player, seq } => {
+                    if let Some(conn) = self.seats.get(&player).and_then(|s| s.conn.as_ref()) {
+                        conn.send(ServerMsg::Ack { seq });
+                    }
+                }
+                Deferred::Joined { reply, joined } => {
+                    let _ = reply.send(Ok(joined));
+                }
+                Deferred::Left { reply } => {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// The session's clock: ticks at the game's rate; `0` Hz means no ticks.
+struct Ticker {
+    interval: Option<Interval>,
+    n: u64,
+    last: Instant,
+}
+
+impl Ticker {
+    fn new(hz: u32) -> Self {
+        let mut t = Ticker {
+            interval: None,
+            n: 0,
+            last: Instant::now(),
+        };
+        t.set_rate(hz);
+        t
+    }
+
+    fn set_rate(&mut self, hz: u32) {
+        self.interval = (hz > 0).then(|| {
+            let period = Duration::from_secs_f64(1.0 / hz.min(1000) as f64);
+            let mut i = tokio::time::interval_at(Instant::now() + period, period);
+            // After a stall, tick on from now rather than firing a burst.
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+    }
+
+    async fn wait(&mut self) {
+        match &mut self.interval {
+            Some(i) => {
+                i.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The next tick's number and the milliseconds since the previous one.
+    fn advance(&mut self) -> (u64, u32) {
+        let now = Instant::now();
+        let dt = now
+            .duration_since(self.last)
+            .as_millis()
+            .min(u32::MAX as u128) as u32;
+        self.last = now;
+        self.n += 1;
+        (self.n, dt)
+    }
+}

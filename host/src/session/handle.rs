@@ -1,0 +1,126 @@
+//! The clonable handle to one session actor: a mailbox sender plus a watch of
+//! the session's public status. The registry and the websocket tasks call it;
+//! each method is one [`Command`] to the actor.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Joined, Outbound, PlayerId, SessionError, SessionStatus, TokenHash};
+
+/// A message to a session actor.
+#[derive(Debug)]
+pub enum Command {
+    Join {
+        name: String,
+        conn: Outbound,
+        reply: oneshot::Sender<Result<Joined, SessionError>>,
+    },
+    Resume {
+        token_hash: TokenHash,
+        conn: Outbound,
+        reply: oneshot::Sender<Result<Joined, SessionError>>,
+    },
+    /// An input; its `ack` or `error` goes to the player's outbound queue.
+    Input {
+        player: PlayerId,
+        data: Vec<u8>,
+        seq: Option<u64>,
+    },
+    Leave {
+        player: PlayerId,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// The connection `conn_id` of `player` closed; the seat is kept.
+    Disconnect { player: PlayerId, conn_id: u64 },
+    /// Stop: the node is shutting down.
+    Shutdown,
+}
+
+/// Talks to one session actor. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    id: String,
+    game: String,
+    tx: mpsc::Sender<Command>,
+    status: watch::Receiver<SessionStatus>,
+}
+
+impl SessionHandle {
+    pub(super) fn new(
+        id: String,
+        game: String,
+        tx: mpsc::Sender<Command>,
+        status: watch::Receiver<SessionStatus>,
+    ) -> Self {
+        SessionHandle {
+            id,
+            game,
+            tx,
+            status,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The catalog name of the session's game.
+    pub fn game(&self) -> &str {
+        &self.game
+    }
+
+    /// Seats and openness as last published by the actor.
+    pub fn status(&self) -> SessionStatus {
+        *self.status.borrow()
+    }
+
+    pub async fn join(&self, name: String, conn: Outbound) -> Result<Joined, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Join { name, conn, reply }).await?;
+        rx.await.map_err(|_| SessionError::Ended)?
+    }
+
+    pub async fn resume(
+        &self,
+        token_hash: TokenHash,
+        conn: Outbound,
+    ) -> Result<Joined, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Resume {
+            token_hash,
+            conn,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| SessionError::Ended)?
+    }
+
+    /// Queue an input. Waits only if the mailbox is full, which pushes back on
+    /// the sending connection rather than growing memory.
+    pub async fn input(
+        &self,
+        player: PlayerId,
+        data: Vec<u8>,
+        seq: Option<u64>,
+    ) -> Result<(), SessionError> {
+        self.send(Command::Input { player, data, seq }).await
+    }
+
+    pub async fn leave(&self, player: PlayerId) -> Result<(), SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Leave { player, reply }).await?;
+        rx.await.map_err(|_| SessionError::Ended)?
+    }
+
+    /// Best effort: a session that is gone has nothing to mark.
+    pub async fn disconnect(&self, player: PlayerId, conn_id: u64) {
+        let _ = self.send(Command::Disconnect { player, conn_id }).await;
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.send(Command::Shutdown).await;
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), SessionError> {
+        self.tx.send(cmd).await.map_err(|_| SessionError::Ended)
+    }
+}

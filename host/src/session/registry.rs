@@ -1,0 +1,269 @@
+//! The node's sessions: id → handle, the reconnect-token index (token hash →
+//! session) and quick-match. Called by the gateway (websocket and lobby) and
+//! by `main` at shutdown. A session is removed when its actor stops, i.e. right
+//! after its players got `ended`; its tokens stop working then.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use tokio::sync::watch;
+
+use super::{
+    actor, hash_token, new_session_id, Joined, Outbound, PlayerId, SessionError, SessionHandle,
+    TokenHash,
+};
+use crate::{
+    catalog::Catalog,
+    protocol::{value_to_msgpack, GameValue},
+};
+
+/// A session as the lobby lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub game: String,
+    pub players: u32,
+    pub max_players: u32,
+    pub open: bool,
+}
+
+/// All sessions of this node. Cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    max_sessions: usize,
+    // Short critical sections only (map lookups); never held across an await.
+    state: Mutex<State>,
+    // Serializes quick-matches so two players arriving together share a session.
+    quick_match: tokio::sync::Mutex<()>,
+    // Number of live sessions, watched by `shutdown`.
+    live: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: BTreeMap<String, Entry>,
+    tokens: HashMap<TokenHash, String>,
+    /// Slots taken by sessions being started (counted against `max_sessions`).
+    starting: usize,
+    next_order: u64,
+    closed: bool,
+}
+
+struct Entry {
+    handle: SessionHandle,
+    /// Creation order, for "oldest open session first".
+    order: u64,
+}
+
+impl Registry {
+    pub fn new(catalog: Catalog, max_sessions: usize) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                catalog,
+                max_sessions,
+                state: Mutex::new(State::default()),
+                quick_match: tokio::sync::Mutex::new(()),
+                live: watch::channel(0).0,
+            }),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind: still usable.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start a new session of `game` with an optional game config.
+    pub fn create(
+        &self,
+        game: &str,
+        config: Option<&GameValue>,
+    ) -> Result<SessionHandle, SessionError> {
+        let entry = self
+            .inner
+            .catalog
+            .get(game)
+            .ok_or_else(|| SessionError::UnknownGame(game.to_owned()))?
+            .clone();
+        {
+            let mut st = self.state();
+            if st.closed || st.sessions.len() + st.starting >= self.inner.max_sessions {
+                return Err(SessionError::Overloaded);
+            }
+            st.starting += 1;
+        }
+        let id = new_session_id();
+        let config = config.map(value_to_msgpack).unwrap_or_default();
+        let spawned = actor::spawn(id.clone(), entry, config);
+        let mut st = self.state();
+        st.starting -= 1;
+        let (handle, task) = spawned?;
+        let order = st.next_order;
+        st.next_order += 1;
+        st.sessions.insert(
+            id.clone(),
+            Entry {
+                handle: handle.clone(),
+                order,
+            },
+        );
+        self.inner.live.send_replace(st.sessions.len());
+        drop(st);
+        // Forget the session (and its tokens) once its actor stops.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _ = task.await;
+            me.remove(&id);
+        });
+        Ok(handle)
+    }
+
+    fn remove(&self, id: &str) {
+        let mut st = self.state();
+        st.sessions.remove(id);
+        st.tokens.retain(|_, s| s != id);
+        self.inner.live.send_replace(st.sessions.len());
+    }
+
+    pub fn get(&self, id: &str) -> Option<SessionHandle> {
+        self.state().sessions.get(id).map(|e| e.handle.clone())
+    }
+
+    /// Live sessions, oldest first, optionally of one game.
+    pub fn list(&self, game: Option<&str>) -> Vec<SessionInfo> {
+        let st = self.state();
+        let mut entries: Vec<&Entry> = st
+            .sessions
+            .values()
+            .filter(|e| game.is_none_or(|g| e.handle.game() == g))
+            .collect();
+        entries.sort_by_key(|e| e.order);
+        entries
+            .into_iter()
+            .map(|e| {
+                let s = e.handle.status();
+                SessionInfo {
+                    id: e.handle.id().to_owned(),
+                    game: e.handle.game().to_owned(),
+                    players: s.players,
+                    max_players: s.max_players,
+                    open: s.open(),
+                }
+            })
+            .collect()
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.state().sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Take a seat in session `id`.
+    pub async fn join(
+        &self,
+        id: &str,
+        name: String,
+        conn: Outbound,
+    ) -> Result<(SessionHandle, Joined), SessionError> {
+        let handle = self
+            .get(id)
+            .ok_or_else(|| SessionError::UnknownSession(id.to_owned()))?;
+        let joined = handle.join(name, conn).await?;
+        self.state()
+            .tokens
+            .insert(joined.token_hash, handle.id().to_owned());
+        Ok((handle, joined))
+    }
+
+    /// Take a seat in the oldest open session of `game`, or in a new one.
+    pub async fn quick_match(
+        &self,
+        game: &str,
+        name: String,
+        conn: Outbound,
+    ) -> Result<(SessionHandle, Joined), SessionError> {
+        if self.inner.catalog.get(game).is_none() {
+            return Err(SessionError::UnknownGame(game.to_owned()));
+        }
+        let _one_at_a_time = self.inner.quick_match.lock().await;
+        let candidates: Vec<String> = self
+            .list(Some(game))
+            .into_iter()
+            .filter(|s| s.open)
+            .map(|s| s.id)
+            .collect();
+        for id in candidates {
+            match self.join(&id, name.clone(), conn.clone()).await {
+                Ok(done) => return Ok(done),
+                // Filled up, ended or refused since we looked: try the next one.
+                Err(SessionError::Full | SessionError::Ended | SessionError::Rejected(_)) => {}
+                Err(SessionError::UnknownSession(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let handle = self.create(game, None)?;
+        self.join(handle.id(), name, conn).await
+    }
+
+    /// Take back the seat `token` belongs to, from any connection.
+    pub async fn resume(
+        &self,
+        token: &str,
+        conn: Outbound,
+    ) -> Result<(SessionHandle, Joined), SessionError> {
+        let hash = hash_token(token);
+        let handle = {
+            let st = self.state();
+            let id = st.tokens.get(&hash).ok_or(SessionError::BadToken)?;
+            st.sessions
+                .get(id)
+                .map(|e| e.handle.clone())
+                .ok_or(SessionError::BadToken)?
+        };
+        let joined = handle.resume(hash, conn).await?;
+        Ok((handle, joined))
+    }
+
+    /// Give a seat up for good; its token stops working.
+    pub async fn leave(
+        &self,
+        handle: &SessionHandle,
+        player: PlayerId,
+        token_hash: TokenHash,
+    ) -> Result<(), SessionError> {
+        handle.leave(player).await?;
+        self.state().tokens.remove(&token_hash);
+        Ok(())
+    }
+
+    /// Refuse new sessions, tell every session to stop, and wait until all
+    /// actors have stopped. Callers bound the wait with their grace period.
+    pub async fn shutdown(&self) {
+        let handles: Vec<SessionHandle> = {
+            let mut st = self.state();
+            st.closed = true;
+            st.sessions.values().map(|e| e.handle.clone()).collect()
+        };
+        tracing::info!(sessions = handles.len(), "stopping sessions");
+        for h in &handles {
+            h.shutdown().await;
+        }
+        let mut live = self.inner.live.subscribe();
+        let _ = live.wait_for(|n| *n == 0).await;
+    }
+}
