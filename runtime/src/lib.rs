@@ -1,1 +1,35 @@
-//! Placeholder; the runtime lands next.
+//! The wasmtime sandbox that loads, validates, caches and calls Minotaur game
+//! modules: the host side of the guest ABI in `minotaur-abi`, and the only
+//! crate that touches wasmtime.
+//!
+//! - [`Runtime`] (one per node) owns the engine: a pooling allocator sized from
+//!   [`Limits`], copy-on-write memory images, epoch interruption driven by a
+//!   ticker thread, and a linker with **no imports at all** (no WASI, clock,
+//!   randomness, filesystem or network). [`Runtime::load`] validates a module
+//!   (size, magic, no imports, required exports and signatures, ABI version),
+//!   compiles it once per content hash ([`ModuleHash`]) and reads its `GameInfo`.
+//! - [`GameModule`] is a cached, compiled module; [`GameModule::instantiate`]
+//!   gives a [`GuestInstance`] in microseconds (`InstancePre`, pooled slot).
+//! - A [`GuestInstance`] is owned by one session actor. Each call (`init`,
+//!   `event`, `snapshot`, `restore`) writes the MessagePack message into a
+//!   region from `minotaur_alloc` (the guest owns and frees it), calls the
+//!   export under a fresh `call_timeout` deadline, and bounds-checks and
+//!   decodes the region it returns (valid until the next call; the host never
+//!   frees it). Any [`GuestError`] poisons the instance: later calls fail at
+//!   once and the session rolls back in a fresh instance.
+
+mod engine;
+mod error;
+mod hash;
+mod instance;
+mod limits;
+mod runtime;
+mod validate;
+
+pub use error::{GuestError, LoadError, RuntimeError};
+pub use hash::ModuleHash;
+pub use instance::{GameModule, GuestInstance};
+pub use limits::Limits;
+pub use runtime::Runtime;
+
+pub use minotaur_abi::{Event, GameInfo, Init, Output, Restore};
