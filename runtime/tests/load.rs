@@ -250,3 +250,17 @@ fn module_hash_hex_round_trips() {
         "bad_module_hash"
     );
 }
+
+#[test]
+fn default_limits_reserve_20k_slots_and_run() {
+    // 20,000 slots × 32 MiB must fit in the address space; this is the
+    // configuration a node runs with.
+    let rt = Runtime::new(minotaur_runtime::Limits::default()).unwrap();
+    assert_eq!(rt.limits().max_instances, 20_000);
+    let module = rt.load(&Guest::default().wasm()).unwrap();
+    let mut g = module.instantiate().unwrap();
+    assert_eq!(
+        g.event(&Event::Leave { player: 1 }).unwrap(),
+        common::output()
+    );
+}
