@@ -160,8 +160,17 @@ impl Actor {
             }
             self.after_batch().await;
         }
-        // Commands still queued get `Ended` through their dropped reply senders.
         self.status.send_modify(|s| s.ended = true);
+        // Refuse what is still queued, so no input goes unanswered; new sends
+        // fail at once and the gateway answers `session_ended` itself.
+        rx.close();
+        while let Some(cmd) = rx.recv().await {
+            if let Command::Input { player, seq, .. } = cmd {
+                let msg = ServerMsg::error(ErrorCode::SessionEnded, "the session is over", seq);
+                self.send_to(player, msg);
+            }
+            // Other commands' reply senders drop here: their callers get `Ended`.
+        }
         tracing::info!(session = %self.id, ended = self.ended, "session stopped");
     }
 
@@ -367,7 +376,7 @@ impl Actor {
                     None => self.broadcast(msg),
                 }
             }
-            Err(why) => self.fail_session(err.code(), &why),
+            Err(why) => self.fail_session(err.code(), &why, offender, seq),
         }
     }
 
@@ -391,13 +400,25 @@ impl Actor {
         Ok(())
     }
 
-    fn fail_session(&mut self, code: &str, why: &str) {
+    fn fail_session(
+        &mut self,
+        code: &str,
+        why: &str,
+        offender: Option<PlayerId>,
+        seq: Option<u64>,
+    ) {
         tracing::error!(session = %self.id, code, why, "session failed; ending it");
-        self.broadcast(ServerMsg::error(
-            ErrorCode::SessionFailed,
-            format!("the game module failed ({code}) and the session ended: {why}"),
-            None,
-        ));
+        let message = format!("the game module failed ({code}) and the session ended: {why}");
+        for (&player, seat) in &self.seats {
+            if let Some(conn) = &seat.conn {
+                let seq = if Some(player) == offender { seq } else { None };
+                conn.send(ServerMsg::error(
+                    ErrorCode::SessionFailed,
+                    message.clone(),
+                    seq,
+                ));
+            }
+        }
         // Nothing of the failed batch is acknowledged.
         self.pending.retain(|d| !matches!(d, Deferred::Ack { .. }));
         self.dirty = false;

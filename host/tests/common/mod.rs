@@ -1,0 +1,357 @@
+//! Test harness: `TestNode` runs a real `minotaur serve` process on a free
+//! port, `Client` is a real websocket player (JSON or MessagePack). Every wait
+//! is a condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    tungstenite::{protocol::CloseFrame, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long any single wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// `games/dist`, checked to hold the game modules the tests need.
+pub fn games_dir(needed: &[&str]) -> PathBuf {
+    let dir = repo_root().join("games/dist");
+    for game in needed {
+        let path = dir.join(format!("{game}.wasm"));
+        assert!(
+            path.exists(),
+            "{} is missing: run `scripts/build-games.sh` first",
+            path.display()
+        );
+    }
+    dir
+}
+
+/// A running `minotaur serve`; killed on drop.
+pub struct TestNode {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// Start a node serving `games/dist` with extra `args`.
+    pub fn start(args: &[&str]) -> TestNode {
+        let games = games_dir(&["tictactoe"]);
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--games-dir")
+            .arg(&games)
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn minotaur");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("minotaur listening on http://") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(DEADLINE) {
+            Ok(a) => a.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("minotaur did not print its listening line within {DEADLINE:?}");
+            }
+        };
+        TestNode {
+            child,
+            addr,
+            data_dir,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Wait for the process to exit, at most `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            // Polling a child process has no async notification in std.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self, Enc::Json).await
+    }
+
+    pub async fn msgpack_client(&self) -> Client {
+        Client::connect(self, Enc::MsgPack).await
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enc {
+    Json,
+    MsgPack,
+}
+
+/// What a client saw arrive.
+#[derive(Debug)]
+pub enum Incoming {
+    Msg(Value),
+    Closed(Option<CloseFrame>),
+}
+
+/// A websocket player.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub enc: Enc,
+    pub welcome: Value,
+    /// Everything received, for failure messages.
+    pub seen: Vec<Value>,
+    /// Received but not yet taken by a `recv_*`, oldest first.
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Client {
+    pub async fn connect(node: &TestNode, enc: Enc) -> Client {
+        let (ws, _) =
+            tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(node.ws_url()))
+                .await
+                .expect("connect in time")
+                .expect("websocket connect");
+        let mut c = Client {
+            ws,
+            enc,
+            welcome: Value::Null,
+            seen: Vec::new(),
+            pending: Default::default(),
+        };
+        // The server speaks JSON until the client's first frame.
+        c.welcome = c.recv_until(|m| m["type"] == "welcome").await;
+        c
+    }
+
+    /// Send a message in this client's encoding.
+    pub async fn send(&mut self, msg: Value) {
+        let frame = match self.enc {
+            Enc::Json => Message::Text(msg.to_string().into()),
+            Enc::MsgPack => Message::Binary(rmp_serde::to_vec_named(&msg).expect("msgpack").into()),
+        };
+        self.ws.send(frame).await.expect("send");
+    }
+
+    /// Send, tolerating a connection the server already closed.
+    pub async fn send_lossy(&mut self, msg: Value) -> bool {
+        let frame = match self.enc {
+            Enc::Json => Message::Text(msg.to_string().into()),
+            Enc::MsgPack => Message::Binary(rmp_serde::to_vec_named(&msg).expect("msgpack").into()),
+        };
+        self.ws.send(frame).await.is_ok()
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("send text");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send binary");
+    }
+
+    /// The next message or close, or `None` at the deadline.
+    pub async fn next(&mut self, deadline: Duration) -> Option<Incoming> {
+        loop {
+            let frame = match tokio::time::timeout(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(None) => return Some(Incoming::Closed(None)),
+                Ok(Some(Err(_))) => return Some(Incoming::Closed(None)),
+                Ok(Some(Ok(f))) => f,
+            };
+            let value: Value = match frame {
+                Message::Text(t) => serde_json::from_str(&t).expect("server JSON"),
+                Message::Binary(b) => rmp_serde::from_slice(&b).expect("server MessagePack"),
+                Message::Close(f) => return Some(Incoming::Closed(f)),
+                _ => continue,
+            };
+            self.seen.push(value.clone());
+            return Some(Incoming::Msg(value));
+        }
+    }
+
+    /// Take the oldest not yet taken message satisfying `pred`, waiting for
+    /// it if needed. Messages passed over stay available to later calls.
+    pub async fn recv_until(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return self.pending.remove(i).expect("index in range");
+        }
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(Incoming::Msg(m)) if pred(&m) => return m,
+                Some(Incoming::Msg(m)) => self.pending.push_back(m),
+                Some(Incoming::Closed(f)) => {
+                    panic!(
+                        "connection closed ({f:?}) while waiting; saw {:#?}",
+                        self.tail()
+                    )
+                }
+                None => panic!(
+                    "no matching message within {DEADLINE:?}; saw {:#?}",
+                    self.tail()
+                ),
+            }
+        }
+    }
+
+    /// Wait for a message of `type`.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        self.recv_until(|m| m["type"] == ty).await
+    }
+
+    /// Wait for an `error` with `code`.
+    pub async fn recv_error(&mut self, code: &str) -> Value {
+        self.recv_until(|m| m["type"] == "error" && m["code"] == code)
+            .await
+    }
+
+    /// Wait until the server closes the connection; returns its close frame.
+    pub async fn recv_close(&mut self) -> Option<CloseFrame> {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next(left).await {
+                Some(Incoming::Msg(m)) => self.pending.push_back(m),
+                Some(Incoming::Closed(f)) => return f,
+                None => panic!("not closed within {DEADLINE:?}; saw {:#?}", self.tail()),
+            }
+        }
+    }
+
+    /// Forget messages not taken yet (e.g. a backlog of old views).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Messages not taken yet.
+    pub fn pending(&self) -> impl Iterator<Item = &Value> {
+        self.pending.iter()
+    }
+
+    fn tail(&self) -> &[Value] {
+        &self.seen[self.seen.len().saturating_sub(12)..]
+    }
+
+    /// `join` and wait for `joined`.
+    pub async fn join(&mut self, msg: Value) -> Value {
+        self.send(msg).await;
+        self.recv_until(|m| m["type"] == "joined" || m["type"] == "error")
+            .await
+    }
+
+    /// Quick-match into `game`; panics unless seated.
+    pub async fn quick_match(&mut self, game: &str, name: &str) -> Value {
+        let joined = self
+            .join(json!({"type": "join", "game": game, "name": name}))
+            .await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        joined
+    }
+
+    /// Send an input with `seq` and wait for its `ack` or `error`.
+    pub async fn input(&mut self, data: Value, seq: u64) -> Value {
+        self.send(json!({"type": "input", "data": data, "seq": seq}))
+            .await;
+        self.recv_until(|m| (m["type"] == "ack" || m["type"] == "error") && m["seq"] == seq)
+            .await
+    }
+
+    /// Like [`Client::input`] but the answer must be an `ack`.
+    pub async fn input_ok(&mut self, data: Value, seq: u64) {
+        let answer = self.input(data, seq).await;
+        assert_eq!(answer["type"], "ack", "input {seq}: {answer}");
+    }
+}
+
+/// Create a tictactoe session and seat two clients in it: `(x, o, session)`.
+pub async fn tictactoe_pair(node: &TestNode) -> (Client, Client, String) {
+    let mut x = node.client().await;
+    x.send(json!({"type": "create", "game": "tictactoe"})).await;
+    let created = x.recv_type("created").await;
+    let session = created["session"].as_str().expect("session id").to_owned();
+    let jx = x
+        .join(json!({"type": "join", "session": session, "name": "x"}))
+        .await;
+    assert_eq!(jx["type"], "joined", "{jx}");
+    let mut o = node.client().await;
+    let jo = o
+        .join(json!({"type": "join", "session": session, "name": "o"}))
+        .await;
+    assert_eq!(jo["type"], "joined", "{jo}");
+    assert_ne!(jx["player"], jo["player"]);
+    (x, o, session)
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of one `minotaur serve` process: real websockets, real
+//! wasm games from `games/dist` (run `scripts/build-games.sh` first). One
+//! test binary, one module per area, to keep link time down.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod arena;
+mod bad_input;
+mod chaos;
+mod lobby;
+mod tictactoe;
