@@ -113,6 +113,8 @@ function handle(m) {
       st.welcomed = true;
       st.backoff = BACKOFF_MIN;
       setConn('open', `online · ${m.node || 'node'}`);
+      // Counts connections, so a test can tell a reconnect from a socket that never dropped.
+      $('conn').dataset.welcomes = String(+($('conn').dataset.welcomes || 0) + 1);
       if (!st.games.length) loadGames(); // the node was down when the page loaded
       const saved = loadSeat();
       if (saved && saved.token) {
@@ -285,8 +287,20 @@ function renderResult() {
   const me = st.seat && st.seat.player;
   const outcome = e.winners.length === 0 ? 'draw' : e.winners.some((w) => String(w) === String(me)) ? 'won' : 'lost';
   r.dataset.outcome = outcome;
-  const detail = typeof e.detail === 'string' ? e.detail : e.detail && (e.detail.reason || e.detail.result);
+  const detail = describeDetail(e.detail);
   r.textContent = { won: 'You won!', lost: 'You lost.', draw: 'Draw.' }[outcome] + (detail ? ` (${detail})` : '');
+}
+
+// `detail` is the game's own value: tictactoe sends its Outcome (serde's
+// externally tagged enum: "Draw" or {"Win": {mark, line}} or {"Forfeit": {mark}}),
+// arena a {scoreboard, ticks} result.
+function describeDetail(d) {
+  if (!d) return '';
+  if (typeof d === 'string') return d === 'Draw' ? '' : d;
+  if (d.Win) return `${d.Win.mark} completed a line`;
+  if (d.Forfeit) return 'the other player left';
+  if (d.ticks !== undefined) return `after ${(d.ticks / 20).toFixed(0)}s`;
+  return d.reason || '';
 }
 
 // Game views are the game's own types; read them tolerantly so a renamed field
@@ -298,10 +312,12 @@ function tttModel(v) {
     const c = raw[i];
     return c === null || c === undefined || c === '' || c === ' ' || c === '.' ? null : String(c);
   });
-  const mark = v.mark ?? v.you ?? v.your_mark ?? null;
-  const turn = v.turn ?? v.to_move ?? v.next ?? null;
-  const myTurn = v.your_turn ?? (turn !== null && mark !== null && String(turn) === String(mark));
-  return { board, mark, turn, myTurn: !!myTurn, winner: v.winner ?? null, waiting: !!v.waiting };
+  // games/tictactoe: {board, you: "X"|"O", turn: mark or null (not started/over), outcome}.
+  const mark = v.you ?? v.mark ?? null;
+  const turn = v.turn ?? null;
+  const myTurn = turn !== null && mark !== null && String(turn) === String(mark);
+  const win = v.outcome && v.outcome.Win;
+  return { board, mark, turn, myTurn, line: win ? win.line : [], over: !!v.outcome };
 }
 
 function renderTtt() {
@@ -317,13 +333,15 @@ function renderTtt() {
     b.textContent = c || '';
     b.dataset.mark = c || '';
     b.disabled = !live || c !== null;
+    b.classList.toggle('win', m.line.includes(i));
   });
   board.dataset.myTurn = String(live);
   board.dataset.mark = m.mark ?? '';
   let text;
   if (st.ended) text = 'Game over.';
   else if (!st.view) text = 'Waiting for the game…';
-  else if (m.waiting || m.turn === null) text = `You are ${m.mark ?? '?'}. Waiting for an opponent…`;
+  else if (m.over) text = 'Game over.';
+  else if (m.turn === null) text = `You are ${m.mark ?? '?'}. Waiting for an opponent…`;
   else if (m.myTurn) text = `Your turn (${m.mark}).`;
   else text = `Waiting for ${m.turn}…`;
   $('turn').textContent = text;
@@ -338,17 +356,24 @@ function pt(o) {
   return null;
 }
 
+// The arena view does not carry the field size or the view radius, so use the
+// game's defaults (games/arena Config::default); a view that carries them wins.
+const ARENA_SIZE = 1000;
+const ARENA_VIEW_RADIUS = 200;
+
 function arenaModel(v) {
+  // games/arena: {you: {id,x,y}|null, others: [{id,x,y}], coins: [{x,y}],
+  // scoreboard: [{id,name,score}] (best first), boost_left, cooldown, over}.
   v = v || {};
-  const me = pt(v.you || v.me || v.self || v.pos || v.position) || { x: 0, y: 0 };
-  const others = (v.players || v.others || v.visible || []).map(pt).filter(Boolean);
+  const scores = (v.scoreboard || []).map((s) => ({ id: s.id, name: s.name || `#${s.id}`, score: s.score ?? 0 }));
+  const names = new Map(scores.map((s) => [String(s.id), s.name]));
+  const me = pt(v.you) || { x: 0, y: 0 };
+  const others = (v.others || []).map(pt).filter(Boolean).map((p) => ({ ...p, name: names.get(String(p.id)) }));
   const coins = (v.coins || []).map(pt).filter(Boolean);
-  const radius = +(v.radius ?? v.view_radius ?? v.fog ?? v.vision ?? 10);
-  const world = v.world ? pt(v.world.size || v.world) : v.width ? { x: +v.width, y: +v.height } : null;
-  const scores = (v.scoreboard || v.scores || []).map((s) => Array.isArray(s)
-    ? { id: s[0], name: String(s[0]), score: s[1] }
-    : { id: s.id ?? s.player, name: s.name ?? String(s.id ?? s.player), score: s.score ?? 0 });
-  return { me, others, coins, radius, world, scores, tick: v.tick };
+  const radius = +(v.view_radius ?? ARENA_VIEW_RADIUS);
+  const size = +(v.size ?? ARENA_SIZE);
+  return { me, others, coins, radius, world: { x: size, y: size }, scores, tick: v.tick,
+           boost: v.boost_left || 0, cooldown: v.cooldown || 0 };
 }
 
 function renderArena() {
@@ -371,9 +396,11 @@ function renderArena() {
   ctx.save();
   ctx.beginPath();
   ctx.arc(W / 2, H / 2, m.radius * scale, 0, Math.PI * 2);
-  ctx.fillStyle = '#1b2636';
+  ctx.fillStyle = '#10151d'; // beyond the field's edge
   ctx.fill();
   ctx.clip();
+  ctx.fillStyle = '#1b2636';
+  ctx.fillRect(sx(0), sy(0), m.world.x * scale, m.world.y * scale);
   ctx.strokeStyle = 'rgba(255,255,255,0.06)';
   ctx.lineWidth = 1;
   const step = Math.max(1, Math.round(m.radius / 5));
@@ -383,11 +410,9 @@ function renderArena() {
   for (let g = Math.floor((m.me.y - m.radius) / step) * step; g <= m.me.y + m.radius; g += step) {
     ctx.beginPath(); ctx.moveTo(0, sy(g)); ctx.lineTo(W, sy(g)); ctx.stroke();
   }
-  if (m.world) { // world edge, so players see the wall they bump into
-    ctx.strokeStyle = '#c0572b';
-    ctx.lineWidth = 3;
-    ctx.strokeRect(sx(0), sy(0), m.world.x * scale, m.world.y * scale);
-  }
+  ctx.strokeStyle = '#c0572b'; // the field's edge, so players see the wall they bump into
+  ctx.lineWidth = 3;
+  ctx.strokeRect(sx(0), sy(0), m.world.x * scale, m.world.y * scale);
   const dot = (p, r, fill, label) => {
     ctx.beginPath();
     ctx.arc(sx(p.x), sy(p.y), r, 0, Math.PI * 2);
@@ -400,18 +425,18 @@ function renderArena() {
       ctx.fillText(label, sx(p.x), sy(p.y) - r - 4);
     }
   };
-  const unit = Math.max(4, scale * 0.4);
-  m.coins.forEach((c) => dot(c, unit * 0.6, '#f2c230'));
-  m.others.forEach((p) => dot(p, unit, '#e0544b', p.name ?? String(p.id ?? '')));
+  m.coins.forEach((c) => dot(c, 5, '#f2c230'));
+  m.others.forEach((p) => dot(p, 9, '#e0544b', p.name ?? `#${p.id}`));
   ctx.restore();
-  dot(m.me, unit, '#4fa3ff', 'you');
+  dot(m.me, m.boost ? 11 : 9, m.boost ? '#9fd0ff' : '#4fa3ff', 'you');
   ctx.strokeStyle = '#fff';
   ctx.lineWidth = 2;
   ctx.stroke();
   ctx.fillStyle = '#8a93a3';
   ctx.font = '12px ui-monospace, monospace';
   ctx.textAlign = 'left';
-  ctx.fillText(`tick ${cv.dataset.tick}  (${m.me.x.toFixed(1)}, ${m.me.y.toFixed(1)})`, 8, H - 8);
+  const boost = m.boost ? 'BOOST' : m.cooldown ? `boost in ${(m.cooldown / 20).toFixed(1)}s` : 'boost ready (space)';
+  ctx.fillText(`view ${cv.dataset.tick}  (${m.me.x.toFixed(0)}, ${m.me.y.toFixed(0)})  ${boost}`, 8, H - 8);
 
   const me = String(st.seat.player);
   const rows = [...m.scores].sort((a, b) => b.score - a.score).map((s) =>
@@ -436,8 +461,14 @@ function updateDir() {
 }
 
 function onKey(e, down) {
-  if (!KEY_DIRS[e.code] || !st.seat || st.seat.game !== 'arena') return;
+  if (!st.seat || st.seat.game !== 'arena' || st.ended) return;
   if (e.target instanceof HTMLInputElement) return; // typing a name is not steering
+  if (e.code === 'Space') {
+    e.preventDefault();
+    if (down && !e.repeat) sendInput({ boost: true });
+    return;
+  }
+  if (!KEY_DIRS[e.code]) return;
   e.preventDefault(); // arrows must not scroll the page
   if (down) st.keys.add(e.code); else st.keys.delete(e.code);
   updateDir();

@@ -234,17 +234,18 @@ def test_arena_views_and_steering(ctx):
     seated(b, "arena")
     tick = lambda d: int(float(attr(d, "#arena-canvas", "data-tick") or 0))
     until(a, lambda d: tick(d) > 0, "first arena view")
-    t0 = tick(a)
-    until(a, lambda d: tick(d) >= t0 + 10, "ten more ticks of views", timeout=10)
     until(a, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#scoreboard tr")) >= 3, "both players on the scoreboard")
-    # Hold a direction until the position changes; try the other way in case we spawned at a wall.
+    # The node sends a view only when it changes, so steer: holding a direction
+    # must move us and stream views (one per tick while moving). Try the other
+    # way too in case we spawned against a wall.
     pos = lambda d: (attr(d, "#arena-canvas", "data-x"), attr(d, "#arena-canvas", "data-y"))
     moved = False
     for key in (Keys.ARROW_RIGHT, Keys.ARROW_LEFT):
-        p0 = pos(a)
+        p0, t0 = pos(a), tick(a)
         ActionChains(a).key_down(key).perform()
         try:
-            until(a, lambda d: pos(d) != p0, "position change while holding an arrow key", timeout=5)
+            until(a, lambda d: pos(d) != p0 and tick(d) >= t0 + 10, "ten views and a position change while steering",
+                  timeout=5)
             moved = True
         except AssertionError:
             pass
@@ -271,16 +272,32 @@ def test_create_and_join_listed_session(ctx):
 
 def test_node_restart_is_a_short_pause(ctx):
     sess, mover, other = ctx["game"]
+    welcomes = {id(d): int(attr(d, "#conn", "data-welcomes") or 0) for d in (mover, other)}
     ctx["node"].restart()
     for d in (mover, other):
-        # The page sees the drop, backs off, reconnects and resumes its seat.
-        until(d, lambda d: attr(d, "#conn", "data-state") == "open" and text(d, "#session-id") == sess
-              and attr(d, "#status", "data-kind") != "error" and cell_mark(d, 4), "seat resumed after the restart", 30)
+        # The page sees the drop, backs off, reconnects to the same address...
+        until(d, lambda d: int(attr(d, "#conn", "data-welcomes") or 0) > welcomes[id(d)]
+              and attr(d, "#conn", "data-state") == "open", "the page reconnected after the restart", 30)
+
+
+def test_seat_survives_node_restart(ctx):
+    sess, mover, other = ctx["game"]
+
+    def resumed(d):
+        # ...and resumes its seat with the stored token (the node must have kept it).
+        if "seat is gone" in (text(d, "#status") or ""):
+            raise AssertionError(f"the node refused the seat after its restart: {text(d, '#status')!r}")
+        return visible(d, "#play") and text(d, "#session-id") == sess and cell_mark(d, 4) \
+            and "resumed" in (text(d, "#status") or "")
+
+    for d in (mover, other):
+        until(d, resumed, "seat resumed after the restart")
     play(other, mover, 0)
 
 
 TESTS = [test_lobby_lists_games, test_tictactoe_full_game_with_refresh, test_error_frames_are_shown,
-         test_arena_views_and_steering, test_create_and_join_listed_session, test_node_restart_is_a_short_pause]
+         test_arena_views_and_steering, test_create_and_join_listed_session, test_node_restart_is_a_short_pause,
+         test_seat_survives_node_restart]
 
 
 def main():
