@@ -7,6 +7,8 @@
 //! diffs per-player views and wraps snapshots. See `docs/GUEST_ABI.md`.
 
 mod cx;
+#[cfg(test)]
+mod doc_examples;
 mod export;
 mod rng;
 mod runtime;
@@ -15,7 +17,7 @@ pub mod testing;
 mod tests;
 
 pub use cx::{Cx, Level};
-pub use minotaur_abi::{GameInfo, PlayerId};
+pub use minotaur_abi::{decode, encode, GameInfo, PlayerId};
 pub use rng::Rng;
 pub use runtime::{GuestRuntime, SnapshotError};
 
