@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 const SEAT_KEY = 'minotaur.seat';
 const NAME_KEY = 'minotaur.name';
 const BACKOFF_MIN = 250;
-const BACKOFF_MAX = 8000;
+const BACKOFF_MAX = 5000;
 
 const st = {
   ws: null,
@@ -266,9 +266,18 @@ function showPlay() {
 
 // ---------- game views ----------
 
+// Which renderer a game uses; by name prefix so a renamed rules version
+// (e.g. `arena-v2` next to `arena`) still gets its board.
+function kind(game) {
+  if (!game) return 'raw';
+  if (game.startsWith('tictactoe')) return 'tictactoe';
+  if (game.startsWith('arena')) return 'arena';
+  return 'raw';
+}
+
 function render() {
   if (!st.seat) return;
-  const game = st.seat.game;
+  const game = kind(st.seat.game);
   $('ttt').hidden = game !== 'tictactoe';
   $('arena').hidden = game !== 'arena';
   $('raw-view').hidden = game === 'tictactoe' || game === 'arena' || !st.view;
@@ -299,23 +308,20 @@ function describeDetail(d) {
   if (typeof d === 'string') return d === 'Draw' ? '' : d;
   if (d.Win) return `${d.Win.mark} completed a line`;
   if (d.Forfeit) return 'the other player left';
-  if (d.ticks !== undefined) return `after ${(d.ticks / 20).toFixed(0)}s`;
+  if (d.ticks !== undefined) return `after ${d.ticks} ticks`;
   return d.reason || '';
 }
 
-// Game views are the game's own types; read them tolerantly so a renamed field
-// degrades the display rather than breaking the page.
+// Game views are the game's own types (see games/*/src/lib.rs). Read them
+// defensively so a missing field degrades the display instead of throwing.
 function tttModel(v) {
+  // games/tictactoe: {board: 9 × null|"X"|"O", you: your mark, turn: mark or
+  // null (not started yet, or over), outcome: null or the end detail}.
   v = v || {};
-  const raw = v.board || v.cells || [];
-  const board = Array.from({ length: 9 }, (_, i) => {
-    const c = raw[i];
-    return c === null || c === undefined || c === '' || c === ' ' || c === '.' ? null : String(c);
-  });
-  // games/tictactoe: {board, you: "X"|"O", turn: mark or null (not started/over), outcome}.
-  const mark = v.you ?? v.mark ?? null;
+  const board = Array.from({ length: 9 }, (_, i) => (v.board && v.board[i]) || null);
+  const mark = v.you ?? null;
   const turn = v.turn ?? null;
-  const myTurn = turn !== null && mark !== null && String(turn) === String(mark);
+  const myTurn = turn !== null && turn === mark;
   const win = v.outcome && v.outcome.Win;
   return { board, mark, turn, myTurn, line: win ? win.line : [], over: !!v.outcome };
 }
@@ -343,17 +349,14 @@ function renderTtt() {
   else if (m.over) text = 'Game over.';
   else if (m.turn === null) text = `You are ${m.mark ?? '?'}. Waiting for an opponent…`;
   else if (m.myTurn) text = `Your turn (${m.mark}).`;
-  else text = `Waiting for ${m.turn}…`;
+  else text = `You are ${m.mark}. Waiting for ${m.turn} to play…`;
   $('turn').textContent = text;
 }
 
-// A point may arrive as [x, y], {x, y} or {pos: [x, y]}.
+// A positioned thing ({x, y, ...}) with numeric coordinates, or null.
 function pt(o) {
-  if (!o) return null;
-  if (Array.isArray(o)) return { x: +o[0], y: +o[1] };
-  if (o.pos) return { ...o, ...pt(o.pos) };
-  if (o.x !== undefined) return { ...o, x: +o.x, y: +o.y };
-  return null;
+  if (!o || o.x === undefined) return null;
+  return { ...o, x: +o.x, y: +o.y };
 }
 
 // The arena view does not carry the field size or the view radius, so use the
@@ -457,11 +460,11 @@ function updateDir() {
   const dir = [Math.sign(dx), Math.sign(dy)];
   if (dir[0] === st.dir[0] && dir[1] === st.dir[1]) return;
   st.dir = dir;
-  if (st.seat && st.seat.game === 'arena' && !st.ended) sendInput({ dir });
+  if (st.seat && kind(st.seat.game) === 'arena' && !st.ended) sendInput({ dir });
 }
 
 function onKey(e, down) {
-  if (!st.seat || st.seat.game !== 'arena' || st.ended) return;
+  if (!st.seat || kind(st.seat.game) !== 'arena' || st.ended) return;
   if (e.target instanceof HTMLInputElement) return; // typing a name is not steering
   if (e.code === 'Space') {
     e.preventDefault();

@@ -44,7 +44,7 @@ class Node:
         self.proc = None
         self.url = None
 
-    def start(self, listen="127.0.0.1:0", deadline=60):
+    def start(self, listen="127.0.0.1:0", deadline=180):
         args = self.cmd + ["serve", "--listen", listen, "--games-dir", self.games, "--data-dir", self.data]
         self.log.write(f"--- {' '.join(args)}\n")
         self.log.flush()
@@ -324,7 +324,9 @@ def main():
                 for i, d in enumerate(drivers):
                     try:
                         shot(d, f"fail-{test.__name__}-{'ab'[i]}.png")
-                        for entry in d.get_log("browser"):
+                        # Refused connections are expected while the node restarts.
+                        logs = [e for e in d.get_log("browser") if "ERR_CONNECTION_REFUSED" not in e["message"]]
+                        for entry in logs[-20:]:
                             print(f"      console[{'ab'[i]}]: {entry['level']} {entry['message']}")
                     except Exception:  # noqa: BLE001 - diagnostics only
                         pass
