@@ -30,9 +30,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `games/dist`, checked to hold the game modules the tests need.
+/// `games/dist` (or `$MINOTAUR_TEST_GAMES_DIR`), checked to hold the game
+/// modules the tests need.
 pub fn games_dir(needed: &[&str]) -> PathBuf {
-    let dir = repo_root().join("games/dist");
+    let dir = std::env::var_os("MINOTAUR_TEST_GAMES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("games/dist"));
     for game in needed {
         let path = dir.join(format!("{game}.wasm"));
         assert!(
