@@ -269,8 +269,8 @@ enum Exit {
 }
 
 /// Drive one bot from `start_at` until the plan's `stop_at`: connect, quick-match,
-/// play, re-queue after each game, reconnect after a dropped socket. Latencies
-/// are merged into `stats` when it returns.
+/// play, re-queue after each game, reconnect after a dropped socket, leave at
+/// the end. Latencies are merged into `stats` when it returns.
 pub async fn run_bot<B: Brain>(
     id: u64,
     plan: Arc<BotPlan>,
@@ -305,6 +305,7 @@ pub async fn run_bot<B: Brain>(
         brain.reset();
         match exit {
             Exit::Stop => {
+                give_up_seat(&mut conn).await;
                 conn.close().await;
                 break;
             }
@@ -314,6 +315,22 @@ pub async fn run_bot<B: Brain>(
         }
     }
     stats.merge(&lat);
+}
+
+/// At the end of the run, `leave` rather than just hang up: a dropped socket
+/// keeps its seat for a resume, and a node reused for the next run should not
+/// be full of ghosts. Bounded by one second; any refusal is fine here.
+async fn give_up_seat(conn: &mut Connection) {
+    let left = async {
+        conn.send(&ClientMsg::Leave).await.ok()?;
+        loop {
+            let msg = conn.recv::<IgnoredAny>().await.ok()??;
+            if matches!(msg.kind, Kind::Left | Kind::Error) {
+                return Some(());
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), left).await;
 }
 
 /// One connection's life. Returns at `stop_at` or when the socket drops.
