@@ -82,6 +82,11 @@ pub trait Game: Serialize + DeserializeOwned + Sized {
     const MAX_PLAYERS: u32;
     /// Tick rate at start in Hz; `0` = purely event driven.
     const TICK_HZ: u32 = 0;
+    /// Recompute views after every accepted input (the default). Real-time
+    /// games whose inputs only steer what the next tick does set this to
+    /// `false`: views are then recomputed after joins, leaves, ticks and
+    /// restores only, which saves one `view` per seated player per input.
+    const VIEWS_ON_INPUT: bool = true;
 
     /// Per-session configuration, decoded from `Init.config` (empty = default).
     type Config: DeserializeOwned + Default;

@@ -48,6 +48,8 @@ pub struct GuestRuntime<G: Game> {
     /// Encoded view last sent to each player; not part of the snapshot, so a
     /// restored session sends every view again.
     last_views: BTreeMap<PlayerId, Vec<u8>>,
+    /// Reused buffer for encoding views, so an unchanged view costs no allocation.
+    scratch: Vec<u8>,
 }
 
 impl<G: Game> Default for GuestRuntime<G> {
@@ -71,6 +73,7 @@ impl<G: Game> GuestRuntime<G> {
             seed: 0,
             players: Vec::new(),
             last_views: BTreeMap::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -128,6 +131,7 @@ impl<G: Game> GuestRuntime<G> {
         let Some(game) = self.game.as_mut() else {
             return rejected("session not initialised");
         };
+        let views_after = !matches!(event, Event::Input { .. }) || G::VIEWS_ON_INPUT;
         let result: Result<Vec<Effect>, Reject> = match event {
             Event::Join { player, name } => {
                 if self.players.contains(&player) {
@@ -174,7 +178,9 @@ impl<G: Game> GuestRuntime<G> {
         };
         match result {
             Ok(mut effects) => {
-                self.push_views(&mut effects);
+                if views_after {
+                    self.push_views(&mut effects);
+                }
                 Output {
                     reject: None,
                     effects,
@@ -192,19 +198,23 @@ impl<G: Game> GuestRuntime<G> {
             return;
         };
         for &player in &self.players {
-            let data = match encode(&game.view(player)) {
-                Ok(data) => data,
-                Err(e) => {
-                    effects.push(Effect::Log {
-                        level: 0,
-                        msg: format!("cannot encode view: {e}"),
-                    });
-                    continue;
-                }
-            };
-            if self.last_views.get(&player) != Some(&data) {
-                self.last_views.insert(player, data.clone());
-                effects.push(Effect::View { to: player, data });
+            self.scratch.clear();
+            // Same encoding as `minotaur_abi::encode`, into the reused buffer.
+            if let Err(e) = rmp_serde::encode::write_named(&mut self.scratch, &game.view(player)) {
+                effects.push(Effect::Log {
+                    level: 0,
+                    msg: format!("cannot encode view: {e}"),
+                });
+                continue;
+            }
+            let last = self.last_views.entry(player).or_default();
+            if *last != self.scratch {
+                last.clear();
+                last.extend_from_slice(&self.scratch);
+                effects.push(Effect::View {
+                    to: player,
+                    data: self.scratch.clone(),
+                });
             }
         }
     }

@@ -374,3 +374,44 @@ fn harness_catches_a_rejection_that_mutated_state() {
     let p = h.join("x").unwrap();
     let _ = h.input(p, &1u32);
 }
+
+/// `Counter` with views skipped after inputs.
+#[derive(Serialize, Deserialize)]
+struct Quiet(Counter);
+
+impl Game for Quiet {
+    const NAME: &'static str = "quiet";
+    const MAX_PLAYERS: u32 = 2;
+    const VIEWS_ON_INPUT: bool = false;
+    type Config = CounterConfig;
+    type Input = Add;
+    type View = CounterView;
+    fn init(cx: &mut Cx, config: CounterConfig) -> Self {
+        Quiet(Counter::init(cx, config))
+    }
+    fn on_join(&mut self, p: PlayerId, name: &str, cx: &mut Cx) -> Result<(), Reject> {
+        self.0.on_join(p, name, cx)
+    }
+    fn on_input(&mut self, p: PlayerId, input: Add, cx: &mut Cx) -> Result<(), Reject> {
+        self.0.on_input(p, input, cx)
+    }
+    fn view(&self, p: PlayerId) -> CounterView {
+        self.0.view(p)
+    }
+}
+
+#[test]
+fn views_on_input_false_defers_views_to_the_next_other_event() {
+    let mut h = Harness::<Quiet>::new(1, CounterConfig::default());
+    let a = h.join("ann").unwrap();
+    assert_eq!(views(h.last_output()), vec![a], "joins still send views");
+    h.input(a, &serde_json::json!({"add": 2})).unwrap();
+    assert_eq!(views(h.last_output()), Vec::<PlayerId>::new());
+    assert_eq!(
+        h.sent_to::<String>(a).last().map(String::as_str),
+        Some("adding")
+    );
+    h.tick();
+    assert_eq!(views(h.last_output()), vec![a]);
+    assert_eq!(h.view_as::<CounterView>(a).unwrap().mine, 2);
+}

@@ -16,6 +16,8 @@ pub const BOOST_COOLDOWN: u32 = 100;
 pub const PICKUP_RADIUS: f32 = 15.0;
 /// Points per coin.
 pub const COIN_VALUE: u32 = 1;
+/// How many leaders every view lists.
+pub const LEADERBOARD: usize = 10;
 /// Longest player name accepted.
 pub const MAX_NAME: usize = 24;
 
@@ -103,16 +105,17 @@ pub struct Score {
     pub score: u32,
 }
 
-/// One player's view: themselves, what is within `view_radius`, the scoreboard.
+/// One player's view: themselves, what is within `view_radius`, the leaders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct View {
     pub you: Option<Seen>,
     pub boost_left: u32,
     pub cooldown: u32,
+    pub score: u32,
     pub others: Vec<Seen>,
     pub coins: Vec<Coin>,
-    /// Best first, ties by id.
-    pub scoreboard: Vec<Score>,
+    /// The best `LEADERBOARD` players, best first, ties by id.
+    pub leaders: Vec<Score>,
     pub over: bool,
 }
 
@@ -145,18 +148,21 @@ impl Arena {
         }
     }
 
-    fn scoreboard(&self) -> Vec<Score> {
-        let mut board: Vec<Score> = self
-            .players
-            .iter()
+    /// The best `limit` players, best first, ties by id.
+    fn scoreboard(&self, limit: usize) -> Vec<Score> {
+        // Rank references first: only the few listed names get cloned (this
+        // runs once per player per tick).
+        let mut ranked: Vec<&Player> = self.players.iter().collect();
+        ranked.sort_by(|a, b| b.score.cmp(&a.score).then(a.id.cmp(&b.id)));
+        ranked
+            .into_iter()
+            .take(limit)
             .map(|p| Score {
                 id: p.id,
                 name: p.name.clone(),
                 score: p.score,
             })
-            .collect();
-        board.sort_by(|a, b| b.score.cmp(&a.score).then(a.id.cmp(&b.id)));
-        board
+            .collect()
     }
 
     fn step(&mut self) {
@@ -198,7 +204,7 @@ impl Arena {
         cx.end(
             winners,
             &Result {
-                scoreboard: self.scoreboard(),
+                scoreboard: self.scoreboard(usize::MAX),
                 ticks: self.ticks,
             },
         );
@@ -210,6 +216,8 @@ impl Game for Arena {
     const NAME: &'static str = "arena";
     const MAX_PLAYERS: u32 = 64;
     const TICK_HZ: u32 = 20;
+    // Inputs only steer the next tick; views follow on that tick.
+    const VIEWS_ON_INPUT: bool = false;
     type Config = Config;
     type Input = Input;
     type View = View;
@@ -322,6 +330,7 @@ impl Game for Arena {
             you: me.map(|m| Seen { id, x: m.x, y: m.y }),
             boost_left: me.map_or(0, |m| m.boost_left),
             cooldown: me.map_or(0, |m| m.cooldown),
+            score: me.map_or(0, |m| m.score),
             others: self
                 .players
                 .iter()
@@ -338,7 +347,7 @@ impl Game for Arena {
                 .filter(|c| near(c.x, c.y))
                 .cloned()
                 .collect(),
-            scoreboard: self.scoreboard(),
+            leaders: self.scoreboard(LEADERBOARD),
             over: self.over,
         }
     }

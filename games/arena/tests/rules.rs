@@ -109,7 +109,8 @@ fn touching_a_coin_scores_and_the_coin_respawns() {
     assert!(h.game().player(p).unwrap().score >= 3);
     assert_eq!(h.game().coins.len(), coins, "taken coins are replaced");
     let view: View = h.view_as(p).unwrap();
-    assert_eq!(view.scoreboard[0].score, h.game().player(p).unwrap().score);
+    assert_eq!(view.score, h.game().player(p).unwrap().score);
+    assert_eq!(view.leaders[0].score, view.score);
 }
 
 #[test]
@@ -174,7 +175,7 @@ fn fog_of_war_hides_far_players_and_coins() {
     h.ticks(250); // pinned at opposite walls: 1000 apart in x
     let va: View = h.view_as(a).unwrap();
     assert!(va.others.is_empty(), "bob is far: {va:?}");
-    assert_eq!(va.scoreboard.len(), 2, "the scoreboard shows everyone");
+    assert_eq!(va.leaders.len(), 2, "the leaders include far players");
     for c in &va.coins {
         let (x, y) = pos(&h, a);
         assert!((c.x - x).powi(2) + (c.y - y).powi(2) <= 150.0f32.powi(2));
@@ -192,6 +193,22 @@ fn fog_of_war_hides_far_players_and_coins() {
     h.ticks(300);
     let json: serde_json::Value = h.view_as(a).unwrap();
     assert_eq!(json["others"], json!([]));
+}
+
+#[test]
+fn views_follow_on_the_tick_not_the_input_and_list_ten_leaders() {
+    let mut h = Harness::<Arena>::new(10, Config::default());
+    let ps: Vec<PlayerId> = (0..20).map(|i| h.join(&format!("p{i}")).unwrap()).collect();
+    h.input(ps[0], &json!({"dir": [1, 0], "boost": true}))
+        .unwrap();
+    assert!(
+        h.last_output().effects.is_empty(),
+        "no views after an input"
+    );
+    h.tick();
+    let view: View = h.view_as(ps[0]).unwrap();
+    assert_eq!(view.boost_left, arena::BOOST_TICKS - 1);
+    assert_eq!(view.leaders.len(), arena::LEADERBOARD);
 }
 
 #[test]

@@ -74,7 +74,7 @@ impl Game for Chaos {
                     hoard.push(std::hint::black_box(vec![0xA5; 1 << 20]));
                 }
             }
-            Command::Big { n } => cx.broadcast(&serde_bytes_vec(n as usize)),
+            Command::Big { n } => cx.broadcast(&filler(n as usize)),
             Command::Echo { n } => {
                 self.count += n;
                 cx.broadcast(&Echo {
@@ -102,7 +102,7 @@ impl Game for Chaos {
 }
 
 /// A string of `n` bytes (strings transcode to JSON for players; bin would not).
-fn serde_bytes_vec(n: usize) -> String {
+fn filler(n: usize) -> String {
     "x".repeat(n)
 }
 
