@@ -39,6 +39,10 @@ async fn guest_failures_roll_back_and_spare_other_sessions() {
     let (mut chaos, _) = chaos_player(&node).await;
     let (mut x, mut o, _) = tictactoe_pair(&node).await;
     chaos.input_ok(json!({"do": "echo", "n": 5}), 1).await;
+    let mut count = 5;
+    chaos
+        .recv_until(|m| m["type"] == "message" && m["data"]["count"] == 5)
+        .await;
 
     let cases = [
         ("panic", "guest_trap"),
@@ -67,9 +71,12 @@ async fn guest_failures_roll_back_and_spare_other_sessions() {
                 "tictactoe saw a chaos failure"
             );
         }
-        // The chaos session rolled back and goes on.
+        // The chaos session rolled back (the failed input left no trace) and goes on.
         seq += 1;
         chaos.input_ok(json!({"do": "echo", "n": 5}), seq).await;
+        count += 5;
+        let echo = chaos.recv_until(|m| m["type"] == "message").await;
+        assert_eq!(echo["data"], json!({"n": 5, "count": count}));
         seq += 1;
     }
     // And tictactoe plays on to the end.
