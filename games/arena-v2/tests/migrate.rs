@@ -69,7 +69,7 @@ fn a_v1_snapshot_restores_into_v2_with_everything_intact() {
     // Every seated player gets a view right away, in the v2 shape.
     let view: serde_json::Value = v2.view_as(ann).unwrap();
     assert_eq!(view["boost_energy"], MAX_ENERGY);
-    assert_eq!(view["leaders"][0]["score"], v1_ann.score);
+    assert_eq!(view["scoreboard"][0]["score"], v1_ann.score);
 
     // From here on the v2 rules apply: a coin is worth COIN_VALUE (2).
     let before = v2.game().player(ann).unwrap().score;

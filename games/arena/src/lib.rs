@@ -105,7 +105,7 @@ pub struct Score {
     pub score: u32,
 }
 
-/// One player's view: themselves, what is within `view_radius`, the leaders.
+/// One player's view: themselves, what is within `view_radius`, the top of the scoreboard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct View {
     pub you: Option<Seen>,
@@ -114,8 +114,12 @@ pub struct View {
     pub score: u32,
     pub others: Vec<Seen>,
     pub coins: Vec<Coin>,
-    /// The best `LEADERBOARD` players, best first, ties by id.
-    pub leaders: Vec<Score>,
+    /// The best `LEADERBOARD` players, best first, ties by id (the web
+    /// client reads names from here).
+    pub scoreboard: Vec<Score>,
+    /// The field's side and the view radius, so clients can draw to scale.
+    pub size: f32,
+    pub view_radius: f32,
     pub over: bool,
 }
 
@@ -347,7 +351,9 @@ impl Game for Arena {
                 .filter(|c| near(c.x, c.y))
                 .cloned()
                 .collect(),
-            leaders: self.scoreboard(LEADERBOARD),
+            scoreboard: self.scoreboard(LEADERBOARD),
+            size: self.config.size,
+            view_radius: self.config.view_radius,
             over: self.over,
         }
     }

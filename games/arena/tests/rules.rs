@@ -110,7 +110,7 @@ fn touching_a_coin_scores_and_the_coin_respawns() {
     assert_eq!(h.game().coins.len(), coins, "taken coins are replaced");
     let view: View = h.view_as(p).unwrap();
     assert_eq!(view.score, h.game().player(p).unwrap().score);
-    assert_eq!(view.leaders[0].score, view.score);
+    assert_eq!(view.scoreboard[0].score, view.score);
 }
 
 #[test]
@@ -175,7 +175,11 @@ fn fog_of_war_hides_far_players_and_coins() {
     h.ticks(250); // pinned at opposite walls: 1000 apart in x
     let va: View = h.view_as(a).unwrap();
     assert!(va.others.is_empty(), "bob is far: {va:?}");
-    assert_eq!(va.leaders.len(), 2, "the leaders include far players");
+    assert_eq!(
+        va.scoreboard.len(),
+        2,
+        "the scoreboard includes far players"
+    );
     for c in &va.coins {
         let (x, y) = pos(&h, a);
         assert!((c.x - x).powi(2) + (c.y - y).powi(2) <= 150.0f32.powi(2));
@@ -208,7 +212,7 @@ fn views_follow_on_the_tick_not_the_input_and_list_ten_leaders() {
     h.tick();
     let view: View = h.view_as(ps[0]).unwrap();
     assert_eq!(view.boost_left, arena::BOOST_TICKS - 1);
-    assert_eq!(view.leaders.len(), arena::LEADERBOARD);
+    assert_eq!(view.scoreboard.len(), arena::LEADERBOARD);
 }
 
 #[test]
