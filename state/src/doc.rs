@@ -101,6 +101,9 @@ impl SessionDoc {
         doc.set_meta(meta);
         doc.map_at_root(SEATS);
         doc.doc.commit();
+        // A new document is its own fresh save; measuring it now lets the ratio rule apply
+        // from the first tick instead of only after the first compaction.
+        doc.fresh_bytes = Some(doc.doc.save().len());
         doc
     }
 

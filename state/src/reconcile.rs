@@ -13,7 +13,13 @@
 //! | bin                                 | `Bytes`                                           |
 //! | array                               | list                                              |
 //! | map                                 | map (keys below)                                  |
-//! | float 32, ext, str with bad UTF-8   | *tagged scalar*: a map `{"~x": Bytes(msgpack)}`   |
+//! | float 32                            | `Timestamp` holding the f32's bits (see below)    |
+//! | ext, str with bad UTF-8             | *tagged scalar*: a map `{"~x": Bytes(msgpack)}`   |
+//!
+//! **f32.** rmp-serde writes every `f32` field as MessagePack float 32, and games keep hot
+//! fields (positions) in f32, so a tagged map (an object per field) would be costly. We never
+//! store timestamps, so Automerge's `Timestamp` scalar carries the f32 bits instead: one plain
+//! put per change. Other readers of the document must know this convention.
 //!
 //! **Map keys.** Automerge keys are strings. A string key is stored as-is unless it starts with
 //! the marker `~`; any other key (integer, binary, nested value, `~…` string, bad UTF-8) is
@@ -30,6 +36,7 @@
 //!
 //! **Exactness** is of the MessagePack *value*: `read` re-encodes with the shortest encoding
 //! (as `rmpv::encode::write_value` and rmp-serde do), so canonical input comes back byte-exact.
+//! rmpv reads the never-used marker `0xc1` as nil instead of failing; we inherit that leniency.
 
 use std::borrow::Cow;
 
@@ -66,15 +73,21 @@ pub fn reconcile(
     value: &Value,
 ) -> Result<ReconcileStats, StateError> {
     validate(value, 0)?;
-    let slot = match prop.into() {
-        Prop::Seq(i) if i >= tx.length(parent) => Slot::Insert(i),
-        prop => Slot::Put(prop),
+    let (slot, existing) = match prop.into() {
+        Prop::Seq(i) if i >= tx.length(parent) => (Slot::Insert(i), None),
+        prop => {
+            let existing = tx.get(parent, prop.clone())?.map(|(v, id)| match v {
+                automerge::Value::Object(ty) => Existing::Object(ty, id),
+                automerge::Value::Scalar(s) => Existing::Scalar(s.into_owned()),
+            });
+            (Slot::Put(prop), existing)
+        }
     };
     let mut writer = Writer {
         tx,
         stats: ReconcileStats::default(),
     };
-    writer.write(parent, slot, value)?;
+    writer.write(parent, slot, existing, value)?;
     Ok(writer.stats)
 }
 
@@ -96,6 +109,12 @@ pub fn read(
 enum Slot {
     Put(Prop),
     Insert(usize),
+}
+
+/// What a slot holds before the write.
+enum Existing {
+    Scalar(ScalarValue),
+    Object(ObjType, ObjId),
 }
 
 /// Refuses what cannot be stored, before the first write.
@@ -139,86 +158,120 @@ struct Writer<'a, T: Transactable> {
     stats: ReconcileStats,
 }
 
+// Each object's current children are read in one `map_range`/`list_range` pass and handed down
+// as `Existing`: with Automerge's columnar op set a scan costs about what a single `get` does.
 impl<T: Transactable> Writer<'_, T> {
-    fn write(&mut self, parent: &ObjId, slot: Slot, value: &Value) -> Result<(), StateError> {
+    fn write(
+        &mut self,
+        parent: &ObjId,
+        slot: Slot,
+        existing: Option<Existing>,
+        value: &Value,
+    ) -> Result<(), StateError> {
         match value {
             Value::Map(entries) => {
-                let obj = self.object_at(parent, slot, ObjType::Map, false)?;
-                self.write_map(&obj, entries)
+                let (obj, fresh) = self.object_at(parent, slot, existing, ObjType::Map)?;
+                self.write_map(&obj, fresh, entries)
             }
             Value::Array(items) => {
-                let obj = self.object_at(parent, slot, ObjType::List, false)?;
-                self.write_list(&obj, items)
+                let (obj, fresh) = self.object_at(parent, slot, existing, ObjType::List)?;
+                self.write_list(&obj, fresh, items)
             }
             scalar => match plain_scalar(scalar) {
-                Some(s) => self.put_scalar(parent, slot, s),
+                Some(s) => self.put_scalar(parent, slot, existing, s),
                 None => {
-                    let obj = self.object_at(parent, slot, ObjType::Map, true)?;
+                    // Reuse the map only if it already is a tagged scalar, not a guest map.
+                    let mut current = match &existing {
+                        Some(Existing::Object(ObjType::Map, id)) => self.map_children(id),
+                        _ => Vec::new(),
+                    };
+                    let tag = take_child(&mut current, TAG_KEY);
+                    let existing = if tag.is_some() { existing } else { None };
+                    let (obj, fresh) = self.object_at(parent, slot, existing, ObjType::Map)?;
+                    if fresh {
+                        current.clear();
+                    }
                     let bytes = ScalarValue::Bytes(encode(scalar));
-                    self.put_scalar(&obj, Slot::Put(TAG_KEY.into()), bytes)?;
-                    self.delete_keys_except(&obj, |k| k == TAG_KEY)
+                    self.put_scalar(&obj, Slot::Put(TAG_KEY.into()), tag, bytes)?;
+                    self.delete_keys(&obj, current.into_iter().map(|(k, _)| k))
                 }
             },
         }
     }
 
-    /// The object of type `ty` at `slot`: the existing one when it has that type (and, for a
-    /// tagged scalar, already is one), else a new one.
+    /// The object of type `ty` at `slot` and whether it is new: the existing one when it has
+    /// that type, else a new one.
     fn object_at(
         &mut self,
         parent: &ObjId,
         slot: Slot,
+        existing: Option<Existing>,
         ty: ObjType,
-        tagged: bool,
-    ) -> Result<ObjId, StateError> {
-        let prop = match slot {
-            Slot::Insert(i) => {
-                self.stats.ops += 1;
-                return Ok(self.tx.insert_object(parent, i, ty)?);
-            }
-            Slot::Put(prop) => prop,
-        };
-        if let Some((automerge::Value::Object(existing), id)) = self.tx.get(parent, prop.clone())? {
-            let same_kind = existing == ty || (ty == ObjType::Map && existing == ObjType::Table);
-            if same_kind && (!tagged || self.tx.get(&id, TAG_KEY)?.is_some()) {
-                return Ok(id);
+    ) -> Result<(ObjId, bool), StateError> {
+        if let Some(Existing::Object(kind, id)) = existing {
+            let same_kind = kind == ty || (ty == ObjType::Map && kind == ObjType::Table);
+            if same_kind {
+                return Ok((id, false));
             }
         }
         self.stats.ops += 1;
-        Ok(self.tx.put_object(parent, prop, ty)?)
+        let id = match slot {
+            Slot::Insert(i) => self.tx.insert_object(parent, i, ty)?,
+            Slot::Put(prop) => self.tx.put_object(parent, prop, ty)?,
+        };
+        Ok((id, true))
     }
 
-    fn write_map(&mut self, obj: &ObjId, entries: &[(Value, Value)]) -> Result<(), StateError> {
+    fn write_map(
+        &mut self,
+        obj: &ObjId,
+        fresh: bool,
+        entries: &[(Value, Value)],
+    ) -> Result<(), StateError> {
+        let mut current = if fresh {
+            Vec::new()
+        } else {
+            self.map_children(obj)
+        };
         let keys: Vec<Cow<'_, str>> = entries.iter().map(|(k, _)| encode_key(k)).collect();
         for ((_, v), k) in entries.iter().zip(&keys) {
-            self.write(obj, Slot::Put(Prop::Map(k.to_string())), v)?;
+            let existing = take_child(&mut current, k);
+            self.write(obj, Slot::Put(Prop::Map(k.to_string())), existing, v)?;
         }
         let order = if is_strictly_sorted(&keys) {
             None
         } else {
             let list = keys.iter().map(|k| Value::from(k.as_ref())).collect();
-            Some(encode(&Value::Array(list)))
+            Some(ScalarValue::Bytes(encode(&Value::Array(list))))
         };
-        let mut sorted: Vec<&str> = keys.iter().map(|k| k.as_ref()).collect();
-        sorted.sort_unstable();
-        self.delete_keys_except(obj, |k| k == ORDER_KEY || sorted.binary_search(&k).is_ok())?;
+        let current_order = take_child(&mut current, ORDER_KEY);
         match order {
-            Some(bytes) => {
-                self.put_scalar(obj, Slot::Put(ORDER_KEY.into()), ScalarValue::Bytes(bytes))
+            Some(order) => {
+                self.put_scalar(obj, Slot::Put(ORDER_KEY.into()), current_order, order)?
             }
-            None => self.delete_keys_except(obj, |k| k != ORDER_KEY),
+            None if current_order.is_some() => self.delete_keys(obj, [ORDER_KEY.to_string()])?,
+            None => {}
         }
+        // Whatever was not taken above is a key the new value no longer has.
+        self.delete_keys(obj, current.into_iter().map(|(k, _)| k))
     }
 
-    fn write_list(&mut self, obj: &ObjId, items: &[Value]) -> Result<(), StateError> {
-        let len = self.tx.length(obj);
+    fn write_list(&mut self, obj: &ObjId, fresh: bool, items: &[Value]) -> Result<(), StateError> {
+        let current: Vec<Existing> = if fresh {
+            Vec::new()
+        } else {
+            self.tx
+                .list_range(obj, ..)
+                .map(|item| existing_child(item.value.clone(), || item.id()))
+                .collect()
+        };
+        let len = current.len();
+        let mut current = current.into_iter();
         for (i, item) in items.iter().enumerate() {
-            let slot = if i < len {
-                Slot::Put(Prop::Seq(i))
-            } else {
-                Slot::Insert(i)
-            };
-            self.write(obj, slot, item)?;
+            match current.next() {
+                Some(existing) => self.write(obj, Slot::Put(Prop::Seq(i)), Some(existing), item)?,
+                None => self.write(obj, Slot::Insert(i), None, item)?,
+            }
         }
         // Truncate from the end so indices stay valid.
         for i in (items.len()..len).rev() {
@@ -232,15 +285,14 @@ impl<T: Transactable> Writer<'_, T> {
         &mut self,
         parent: &ObjId,
         slot: Slot,
+        existing: Option<Existing>,
         value: ScalarValue,
     ) -> Result<(), StateError> {
         match slot {
             Slot::Insert(i) => self.tx.insert(parent, i, value)?,
             Slot::Put(prop) => {
-                if let Some((automerge::Value::Scalar(cur), _)) =
-                    self.tx.get(parent, prop.clone())?
-                {
-                    if same_scalar(&cur, &value) {
+                if let Some(Existing::Scalar(cur)) = &existing {
+                    if same_scalar(cur, &value) {
                         return Ok(());
                     }
                 }
@@ -251,17 +303,47 @@ impl<T: Transactable> Writer<'_, T> {
         Ok(())
     }
 
-    fn delete_keys_except(
+    /// The children of a map, sorted by key (we sort rather than rely on Automerge's order).
+    fn map_children(&self, obj: &ObjId) -> Vec<(String, Option<Existing>)> {
+        let mut out: Vec<(String, Option<Existing>)> = self
+            .tx
+            .map_range(obj, ..)
+            .map(|item| {
+                (
+                    item.key.to_string(),
+                    Some(existing_child(item.value.clone(), || item.id())),
+                )
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn delete_keys(
         &mut self,
         obj: &ObjId,
-        keep: impl Fn(&str) -> bool,
+        keys: impl IntoIterator<Item = String>,
     ) -> Result<(), StateError> {
-        let stale: Vec<String> = self.tx.keys(obj).filter(|k| !keep(k)).collect();
-        for key in stale {
+        for key in keys {
             self.stats.ops += 1;
             self.tx.delete(obj, key)?;
         }
         Ok(())
+    }
+}
+
+/// Removes `key` from the sorted child list, returning what it held.
+fn take_child(children: &mut Vec<(String, Option<Existing>)>, key: &str) -> Option<Existing> {
+    let at = children
+        .binary_search_by(|(k, _)| k.as_str().cmp(key))
+        .ok()?;
+    children.remove(at).1
+}
+
+fn existing_child(value: ValueRef<'_>, id: impl FnOnce() -> ObjId) -> Existing {
+    match value {
+        ValueRef::Object(ty) => Existing::Object(ty, id()),
+        ValueRef::Scalar(s) => Existing::Scalar(ScalarValue::from(&s)),
     }
 }
 
@@ -271,6 +353,7 @@ fn same_scalar(a: &ScalarValue, b: &ScalarValue) -> bool {
         (ScalarValue::F64(x), ScalarValue::F64(y)) => x.to_bits() == y.to_bits(),
         (ScalarValue::Uint(x), ScalarValue::Uint(y)) => x == y,
         (ScalarValue::Int(x), ScalarValue::Int(y)) => x == y,
+        (ScalarValue::Timestamp(x), ScalarValue::Timestamp(y)) => x == y,
         (ScalarValue::Str(x), ScalarValue::Str(y)) => x == y,
         (ScalarValue::Bytes(x), ScalarValue::Bytes(y)) => x == y,
         (ScalarValue::Boolean(x), ScalarValue::Boolean(y)) => x == y,
@@ -289,9 +372,10 @@ fn plain_scalar(value: &Value) -> Option<ScalarValue> {
             None => ScalarValue::Int(i.as_i64()?),
         },
         Value::F64(f) => ScalarValue::F64(*f),
+        Value::F32(f) => ScalarValue::Timestamp(i64::from(f.to_bits())),
         Value::String(s) => ScalarValue::Str(s.as_str()?.into()),
         Value::Binary(b) => ScalarValue::Bytes(b.clone()),
-        Value::F32(_) | Value::Ext(..) | Value::Array(_) | Value::Map(_) => return None,
+        Value::Ext(..) | Value::Array(_) | Value::Map(_) => return None,
     })
 }
 
@@ -300,7 +384,15 @@ fn from_scalar(s: &ScalarValue) -> Result<Value, StateError> {
         ScalarValue::Null => Value::Nil,
         ScalarValue::Boolean(b) => Value::Boolean(*b),
         ScalarValue::Uint(u) => Value::Integer(Integer::from(*u)),
-        ScalarValue::Int(i) | ScalarValue::Timestamp(i) => Value::Integer(Integer::from(*i)),
+        ScalarValue::Int(i) => Value::Integer(Integer::from(*i)),
+        ScalarValue::Timestamp(bits) => match u32::try_from(*bits) {
+            Ok(bits) => Value::F32(f32::from_bits(bits)),
+            Err(_) => {
+                return Err(StateError::Corrupt(format!(
+                    "timestamp {bits} is not f32 bits"
+                )))
+            }
+        },
         ScalarValue::Counter(c) => Value::Integer(Integer::from(i64::from(c))),
         ScalarValue::F64(f) => Value::F64(*f),
         ScalarValue::Str(s) => Value::String(Utf8String::from(s.as_str())),

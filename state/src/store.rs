@@ -54,7 +54,7 @@ pub enum StoreError {
     Corrupt {
         session: String,
         #[source]
-        source: StateError,
+        source: Box<StateError>,
     },
     /// A stored game record does not decode.
     #[error("game record {game} is corrupt: {reason}")]
@@ -170,7 +170,7 @@ impl Store {
             .map(Some)
             .map_err(|source| StoreError::Corrupt {
                 session: session.to_string(),
-                source,
+                source: Box::new(source),
             })
     }
 
