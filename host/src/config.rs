@@ -65,6 +65,10 @@ pub struct Config {
     /// Seconds to wait for sessions and connections to stop on shutdown.
     #[arg(long, env = "MINOTAUR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Cluster membership, replication and handoff (off without `--seeds`).
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Config {

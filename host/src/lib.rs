@@ -20,6 +20,7 @@
 //! `Registry` → `gateway::router`, with one shutdown signal for every task.
 
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod protocol;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use minotaur_host::{
     catalog::Catalog,
+    cluster::{self, ClusterNode},
     config::Config,
     gateway::{self, AppState, ConnLimits},
     session::Registry,
@@ -67,17 +68,36 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let registry = Registry::new(catalog, config.max_sessions);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let app = gateway::router(AppState {
-        registry: registry.clone(),
-        limits: Arc::new(ConnLimits::from(&config)),
-        node_id: node_id.clone().into(),
-        shutdown: shutdown_rx.clone(),
-    });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+
+    let cluster = if config.cluster.enabled() {
+        let modules = Arc::new(cluster::node::DirModules::load(&config.games_dir));
+        let (handle, _task) = ClusterNode::start(
+            config.cluster.clone(),
+            node_id.clone(),
+            addr,
+            &config.data_dir,
+            registry.clone(),
+            modules,
+        )
+        .await
+        .context("starting the cluster node")?;
+        Some(handle)
+    } else {
+        None
+    };
+
+    let app = gateway::router(AppState {
+        registry: registry.clone(),
+        limits: Arc::new(ConnLimits::from(&config)),
+        node_id: node_id.clone().into(),
+        shutdown: shutdown_rx.clone(),
+        cluster: cluster.clone(),
+    });
     tracing::info!(node = %node_id, %addr, "serving");
     // Tests and scripts wait for exactly this line.
     println!("minotaur listening on http://{addr}");
@@ -106,6 +126,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             ?grace,
             "sessions still running at the end of the grace period"
         );
+    }
+    if let Some(c) = &cluster {
+        c.leave().await;
     }
     // Let websocket tasks write their close frames.
     tokio::time::sleep(Duration::from_millis(50)).await;

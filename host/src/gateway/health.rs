@@ -1,5 +1,6 @@
 //! Health checks for orchestrators: `/healthz` (the process runs) and
-//! `/readyz` (the node takes players; 503 once shutdown has begun).
+//! `/readyz` (the node takes players; 503 once shutdown has begun, and in a
+//! cluster also while joining or draining).
 
 use axum::{extract::State, http::StatusCode};
 
@@ -12,6 +13,12 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, &'static str) {
     if *app.shutdown.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if let Some(c) = app.cluster.as_ref().filter(|c| !c.is_ready()) {
+        let why = match c.state() {
+            crate::cluster::NodeState::Joining => "joining the cluster",
+            _ => "draining",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, why)
     } else {
         (StatusCode::OK, "ready")
     }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub node_id: Arc<str>,
     /// Becomes `true` once the node starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// The node's cluster side; `None` in single-node mode.
+    pub cluster: Option<crate::cluster::ClusterHandle>,
 }
 
 /// All routes of a node.
@@ -64,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/api/cluster", get(crate::cluster::http::cluster))
         .with_state(state)
 }
 

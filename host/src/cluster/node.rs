@@ -1,0 +1,438 @@
+//! [`ClusterNode`]: the one task that owns this node's cluster state — its gossip
+//! [`Membership`], the [`PeerNet`] inbox, the [`ReplicaSet`] (replicas persisted in their own
+//! store under `<data-dir>/replicas`) and the ownership [`Voter`] — and the clonable
+//! [`ClusterHandle`] the rest of the node (gateway, shutdown) talks to. Started by `main`.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use minotaur_cluster::{
+    Incoming, Member, Membership, MembershipConfig, ModuleSource, NodeStatus, PeerConfig, PeerMsg,
+    PeerNet, ReplicaSet, Voter,
+};
+use serde::Serialize;
+use tokio::{
+    sync::{mpsc, watch, Mutex},
+    task::JoinHandle,
+    time::Instant,
+};
+
+use super::{ClusterConfig, ClusterError};
+use crate::session::Registry;
+
+/// Where a node is in its life, as the gateway and orchestrators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Gossip started; no other node seen yet (and the join timeout has not passed).
+    Joining,
+    /// In the cluster and taking sessions: `/readyz` answers 200.
+    Serving,
+    /// Handing its sessions over; takes no new ones.
+    Draining,
+    /// Left the cluster.
+    Stopped,
+}
+
+/// Talks to this node's cluster side. Cheap to clone.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    node_id: String,
+    player_addr: String,
+    cfg: ClusterConfig,
+    net: PeerNet,
+    members: watch::Receiver<Vec<Member>>,
+    state: watch::Sender<NodeState>,
+    membership: Mutex<Option<Membership>>,
+}
+
+/// A member as `GET /api/cluster` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    /// Where players reach it (`host:port`).
+    pub addr: String,
+    pub peer_addr: String,
+    pub version: String,
+    pub status: &'static str,
+    /// Sessions it owns.
+    pub load: u64,
+}
+
+impl ClusterHandle {
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The `host:port` players are sent to for sessions on this node.
+    pub fn player_addr(&self) -> &str {
+        &self.inner.player_addr
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.cfg
+    }
+
+    pub fn net(&self) -> &PeerNet {
+        &self.inner.net
+    }
+
+    pub fn state(&self) -> NodeState {
+        *self.inner.state.borrow()
+    }
+
+    pub fn watch_state(&self) -> watch::Receiver<NodeState> {
+        self.inner.state.subscribe()
+    }
+
+    /// Joined and serving (not joining, draining or stopped).
+    pub fn is_ready(&self) -> bool {
+        self.state() == NodeState::Serving
+    }
+
+    /// Live members (this node included), by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.inner.members.borrow().clone()
+    }
+
+    pub fn watch_members(&self) -> watch::Receiver<Vec<Member>> {
+        self.inner.members.clone()
+    }
+
+    /// Members as the API shows them.
+    pub fn member_views(&self) -> Vec<MemberView> {
+        self.members()
+            .into_iter()
+            .map(|m| MemberView {
+                id: m.id,
+                addr: m.player_addr,
+                peer_addr: m.peer_addr.to_string(),
+                version: m.version,
+                status: m.status.as_str(),
+                load: m.load,
+            })
+            .collect()
+    }
+
+    /// Serving members' ids (placement's input).
+    pub fn serving_nodes(&self) -> Vec<String> {
+        self.members()
+            .into_iter()
+            .filter(|m| m.status == NodeStatus::Serving)
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Stop taking sessions and tell the cluster (placement skips this node from now on).
+    pub async fn set_draining(&self) {
+        self.inner.state.send_replace(NodeState::Draining);
+        if let Some(m) = self.inner.membership.lock().await.as_ref() {
+            m.set_status(NodeStatus::Draining).await;
+        }
+        tracing::info!(node = %self.inner.node_id, state = "draining", "node state");
+    }
+
+    /// Leave gracefully: gossip `leaving` for a few rounds, then stop gossip and peer links.
+    pub async fn leave(&self) {
+        if let Some(m) = self.inner.membership.lock().await.take() {
+            m.shutdown().await;
+        }
+        self.inner.net.shutdown();
+        self.inner.state.send_replace(NodeState::Stopped);
+        tracing::info!(node = %self.inner.node_id, state = "stopped", "node state");
+    }
+}
+
+/// The cluster task of a node (see the module doc).
+pub struct ClusterNode {
+    handle: ClusterHandle,
+    inbox: mpsc::Receiver<Incoming>,
+    replicas: ReplicaSet,
+    voter: Voter,
+    votes_path: PathBuf,
+    registry: Registry,
+    started: Instant,
+}
+
+impl ClusterNode {
+    /// Binds the peer transport and starts gossip; `listen` is the bound player address.
+    /// Returns the handle and the running task.
+    pub async fn start(
+        cfg: ClusterConfig,
+        node_id: String,
+        listen: SocketAddr,
+        data_dir: &Path,
+        registry: Registry,
+        modules: Arc<dyn ModuleSource>,
+    ) -> Result<(ClusterHandle, JoinHandle<()>), ClusterError> {
+        let host = advertise_ip(&cfg).await?;
+        let with_host = |a: SocketAddr| {
+            if a.ip().is_unspecified() {
+                SocketAddr::new(host, a.port())
+            } else {
+                a
+            }
+        };
+        let player_addr = cfg
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| with_host(listen).to_string());
+
+        let mut peer_cfg = PeerConfig::new(node_id.clone(), cfg.peer_listen);
+        if cfg.peer_listen.ip().is_unspecified() {
+            peer_cfg.advertise = Some(with_host(cfg.peer_listen));
+        }
+        let (net, inbox) = PeerNet::bind(peer_cfg)
+            .await
+            .map_err(|source| ClusterError::Peer {
+                addr: cfg.peer_listen,
+                source,
+            })?;
+
+        let mut mcfg = MembershipConfig::new(node_id.clone(), cfg.gossip_listen, net.addr());
+        mcfg.gossip_advertise = Some(with_host(cfg.gossip_listen));
+        mcfg.seeds = cfg.seeds.clone();
+        mcfg.player_addr = player_addr.clone();
+        mcfg.gossip_interval = cfg.gossip_interval();
+        let membership = Membership::start(mcfg)
+            .await
+            .map_err(|source| ClusterError::Gossip {
+                addr: cfg.gossip_listen,
+                source,
+            })?;
+
+        let replica_dir = data_dir.join("replicas");
+        let store =
+            minotaur_state::Store::open(&replica_dir).map_err(|source| ClusterError::Store {
+                dir: replica_dir.clone(),
+                source,
+            })?;
+        let replicas = ReplicaSet::new(node_id.clone(), Arc::new(store)).with_modules(modules);
+
+        let votes_path = data_dir.join("cluster-votes.json");
+        let started = Instant::now();
+        let voter = Voter::new(cfg.lease(), started, load_votes(&votes_path));
+
+        let handle = ClusterHandle {
+            inner: Arc::new(Shared {
+                node_id: node_id.clone(),
+                player_addr: player_addr.clone(),
+                members: membership.watch(),
+                cfg,
+                net,
+                state: watch::channel(NodeState::Joining).0,
+                membership: Mutex::new(Some(membership)),
+            }),
+        };
+        tracing::info!(
+            node = %node_id,
+            player_addr = %player_addr,
+            peer_addr = %handle.net().addr(),
+            seeds = ?handle.config().seeds,
+            "cluster node started"
+        );
+        let node = ClusterNode {
+            handle: handle.clone(),
+            inbox,
+            replicas,
+            voter,
+            votes_path,
+            registry,
+            started,
+        };
+        let task = tokio::spawn(node.run());
+        Ok((handle, task))
+    }
+
+    async fn run(mut self) {
+        let mut members = self.handle.watch_members();
+        let mut state = self.handle.watch_state();
+        let mut load_tick = tokio::time::interval(Duration::from_millis(500));
+        let join_deadline = self.started + self.handle.config().join_timeout();
+        self.check_joined();
+        loop {
+            tokio::select! {
+                msg = self.inbox.recv() => match msg {
+                    Some(m) => self.dispatch(m),
+                    None => break,
+                },
+                changed = members.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.check_joined();
+                }
+                _ = tokio::time::sleep_until(join_deadline), if self.handle.state() == NodeState::Joining => {
+                    self.check_joined();
+                }
+                _ = load_tick.tick() => {
+                    let load = self.registry.len() as u64;
+                    if let Some(m) = self.handle.inner.membership.lock().await.as_ref() {
+                        m.set_load(load).await;
+                    }
+                }
+                // Map the guard away at once: it is not Send.
+                _ = async { state.wait_for(|s| *s == NodeState::Stopped).await.is_ok() } => break,
+            }
+        }
+    }
+
+    /// Joining → Serving once another node is seen or the join timeout has passed.
+    fn check_joined(&mut self) {
+        if self.handle.state() != NodeState::Joining {
+            return;
+        }
+        let others = self.handle.members().len().saturating_sub(1);
+        let timed_out = self.started.elapsed() >= self.handle.config().join_timeout();
+        if others > 0 || timed_out {
+            if others == 0 {
+                tracing::warn!("no other node seen before the join timeout; serving alone");
+            }
+            self.handle.inner.state.send_replace(NodeState::Serving);
+            tracing::info!(node = %self.handle.node_id(), others, state = "serving", "node state");
+        }
+    }
+
+    /// Answers one message from another node.
+    fn dispatch(&mut self, inc: Incoming) {
+        let Incoming { from, msg, reply } = inc;
+        let answer = match msg {
+            PeerMsg::LeaseRequest { node } => {
+                let (lease, taken) = self.voter.grant(&node, Instant::now());
+                Some(PeerMsg::LeaseGranted {
+                    millis: lease.as_millis() as u64,
+                    taken,
+                })
+            }
+            PeerMsg::VoteRequest {
+                session,
+                epoch,
+                owner,
+                candidate,
+            } => {
+                let granted = match self.voter.vote(&session, epoch, &owner, Instant::now()) {
+                    Ok(()) => match save_votes(&self.votes_path, self.voter.promised()) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            // A vote that is not durable must not leave the node.
+                            tracing::error!(error = %e, "cannot persist a vote; refusing it");
+                            false
+                        }
+                    },
+                    Err(why) => {
+                        tracing::debug!(%session, epoch, %candidate, ?why, "vote refused");
+                        false
+                    }
+                };
+                Some(PeerMsg::Vote { granted })
+            }
+            PeerMsg::Activate { session, epoch } => {
+                self.replicas.fence(&session, epoch);
+                None
+            }
+            other => self.replicas.handle(&from, other),
+        };
+        if let Some(reply) = reply {
+            reply.send(answer.unwrap_or(PeerMsg::Error {
+                reason: "unsupported request".into(),
+            }));
+        }
+        for (session, _doc) in self.replicas.take_activated() {
+            // Serving handed-over sessions needs the session actor to start from a document
+            // (persistence); until then the handoff is accepted but only logged.
+            tracing::warn!(%session, "handoff accepted but this node cannot activate sessions yet");
+        }
+    }
+}
+
+/// The IP other nodes reach this one at (see `--cluster-host`).
+async fn advertise_ip(cfg: &ClusterConfig) -> Result<IpAddr, ClusterError> {
+    if let Some(h) = &cfg.cluster_host {
+        return resolve(h).await;
+    }
+    if !cfg.gossip_listen.ip().is_unspecified() {
+        return Ok(cfg.gossip_listen.ip());
+    }
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ClusterError::Advertise(
+                "listening on 0.0.0.0 and no host name: set --cluster-host".into(),
+            )
+        })?;
+    resolve(&name).await
+}
+
+async fn resolve(host: &str) -> Result<IpAddr, ClusterError> {
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| ClusterError::Advertise(format!("resolving {host}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4() && !a.ip().is_loopback())
+        .or_else(|| addrs.first())
+        .map(|a| a.ip())
+        .ok_or_else(|| ClusterError::Advertise(format!("{host} resolves to nothing")))
+}
+
+fn load_votes(path: &Path) -> HashMap<String, u64> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "vote record unreadable; starting empty");
+            HashMap::new()
+        }),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// Writes the votes durably (temp file, fsync, rename), like Raft's `votedFor`.
+fn save_votes(path: &Path, votes: &HashMap<String, u64>) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(votes).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Serves modules by content hash from the games loaded at start (`--games-dir`).
+pub struct DirModules(HashMap<String, Vec<u8>>);
+
+impl DirModules {
+    /// Reads every `*.wasm` in `dir`, keyed by its hex SHA-256.
+    pub fn load(dir: &Path) -> DirModules {
+        let mut map = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                if path.extension().is_some_and(|e| e == "wasm") {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        map.insert(minotaur_cluster::replication::module_hash(&bytes), bytes);
+                    }
+                }
+            }
+        }
+        DirModules(map)
+    }
+}
+
+impl ModuleSource for DirModules {
+    fn module(&self, hash: &str) -> Option<Vec<u8>> {
+        self.0.get(hash).cloned()
+    }
+}

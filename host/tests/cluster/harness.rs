@@ -1,0 +1,280 @@
+//! `TestCluster`: N real `minotaur serve` processes on loopback, each with its own data dir
+//! and fixed ports (so a restarted node comes back at the same addresses, like a container),
+//! seeded with each other. Their stderr is kept for the invariant checker. Every wait is
+//! [`wait_until`] a condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::{
+    future::Future,
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpListener, UdpSocket},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::common::games_dir;
+
+/// Waits until `cond` holds, polling every 20 ms; panics with `what` after `deadline`.
+/// Returns how long it took.
+pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        // Polling another process's state: there is nothing to be notified by.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free loopback port for both TCP and UDP (best effort: nothing holds it afterwards).
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One line a node wrote to stderr, with when the harness read it.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub node: String,
+    pub at: Instant,
+    pub text: String,
+}
+
+/// One node of a [`TestCluster`].
+pub struct ClusterNodeProc {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub gossip: SocketAddr,
+    pub peer: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl ClusterNodeProc {
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+/// N nodes seeded with each other.
+pub struct TestCluster {
+    pub nodes: Vec<ClusterNodeProc>,
+    pub logs: Arc<Mutex<Vec<LogLine>>>,
+    games: PathBuf,
+    extra_args: Vec<String>,
+    _root: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes (`n1`..`nN`) and waits for each to print its listening line.
+    pub fn start(n: usize, extra_args: &[&str]) -> TestCluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let nodes = (1..=n)
+            .map(|i| {
+                let ip = "127.0.0.1";
+                ClusterNodeProc {
+                    id: format!("n{i}"),
+                    addr: format!("{ip}:{}", free_port()).parse().unwrap(),
+                    gossip: format!("{ip}:{}", free_port()).parse().unwrap(),
+                    peer: format!("{ip}:{}", free_port()).parse().unwrap(),
+                    data_dir: root.path().join(format!("n{i}")),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut c = TestCluster {
+            nodes,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            games: games_dir(&["tictactoe"]),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _root: root,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    /// (Re)starts node `i` on its ports and data dir.
+    pub fn spawn(&mut self, i: usize) {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n.gossip.to_string())
+            .collect();
+        let node = &self.nodes[i];
+        let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
+            .arg("serve")
+            .args(["--listen", &node.addr.to_string()])
+            .arg("--games-dir")
+            .arg(&self.games)
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--node-id", &node.id])
+            .args(if seeds.is_empty() {
+                vec![]
+            } else {
+                vec!["--seeds".to_string(), seeds.join(",")]
+            })
+            .args(["--gossip-listen", &node.gossip.to_string()])
+            .args(["--peer-listen", &node.peer.to_string()])
+            .args(&self.extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "warn,minotaur_host::cluster=info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn minotaur");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("minotaur listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let logs = self.logs.clone();
+        let id = node.id.clone();
+        let echo = std::env::var_os("MINOTAUR_TEST_LOGS").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(text) = line else { break };
+                if echo {
+                    eprintln!("[{id}] {text}");
+                }
+                logs.lock().unwrap().push(LogLine {
+                    node: id.clone(),
+                    at: Instant::now(),
+                    text,
+                });
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            panic!("{} did not print its listening line", node.id);
+        }
+        self.nodes[i].child = Some(child);
+    }
+
+    /// `kill -9` node `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM node `i` (it drains); see [`TestCluster::wait_exit`].
+    pub fn terminate(&self, i: usize) {
+        let pid = self.nodes[i].pid().expect("running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits for node `i` to exit on its own; `None` on timeout.
+    pub async fn wait_exit(&mut self, i: usize, deadline: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(c) = self.nodes[i].child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.nodes[i].child = None;
+                    return Some(status.code().unwrap_or(-1));
+                }
+            } else {
+                return Some(0);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// `GET` a JSON document from node `i`; `None` if it does not answer.
+    pub async fn get_json(&self, i: usize, path: &str) -> Option<Value> {
+        let resp = http().get(self.nodes[i].http(path)).send().await.ok()?;
+        resp.json().await.ok()
+    }
+
+    /// HTTP status of `GET path` on node `i` (0 if it does not answer).
+    pub async fn status(&self, i: usize, path: &str) -> u16 {
+        match http().get(self.nodes[i].http(path)).send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
+    /// The member ids node `i` sees (sorted), or `None` if it does not answer.
+    pub async fn members(&self, i: usize) -> Option<Vec<String>> {
+        let v = self.get_json(i, "/api/cluster").await?;
+        let mut ids: Vec<String> = v["members"]
+            .as_array()?
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort();
+        Some(ids)
+    }
+
+    /// Log lines so far (all nodes, in arrival order).
+    pub fn log_lines(&self) -> Vec<LogLine> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client")
+}

@@ -1,0 +1,8 @@
+//! Cluster tests over real processes: several `minotaur serve` nodes on loopback, seeded
+//! with each other (see `harness.rs`). One test binary for all cluster scenarios.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod harness;
+mod membership;
