@@ -1,98 +1,203 @@
-//! The games this node offers: name → compiled [`GameModule`]. Loaded once at
-//! start from `--games-dir` (`<name>.wasm`, named by file so an operator can
-//! serve two versions side by side); read by the registry and the lobby.
+//! The games this node offers: game name (the module's `GameInfo.name`) → the
+//! current [`GameModule`]. Built at start from the store's game records plus
+//! `--games-dir` (a file whose hash is new becomes its game's newest version);
+//! changed by publish. Read by the registry, the lobby and the admin API.
 
-use std::{collections::BTreeMap, path::Path, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
-use minotaur_runtime::{GameModule, Runtime};
+use minotaur_runtime::{GameModule, LoadError, Runtime};
+use minotaur_state::{GameRecord, Store, StoreError, SwapPolicy};
 
-/// One game on offer.
+/// One game on offer, at one rules version.
 #[derive(Clone)]
 pub struct Game {
-    /// The name players and the lobby use (the file name without `.wasm`).
+    /// The name players and the lobby use (`GameInfo.name` of the module).
     pub name: String,
     pub module: GameModule,
 }
 
-/// All games by name. Cheap to clone.
+impl std::fmt::Debug for Game {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Game")
+            .field("name", &self.name)
+            .field("rules_version", &self.module.info().rules_version)
+            .field("hash", &self.module.hash().to_hex())
+            .finish()
+    }
+}
+
+/// Why the catalog could not be built or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("module {hash} is not in the store")]
+    MissingModule { hash: String },
+    #[error("module {hash} does not load: {source}")]
+    Load {
+        hash: String,
+        #[source]
+        source: LoadError,
+    },
+}
+
+/// All games by name. Cheap to clone; clones share the same games.
 #[derive(Clone, Default)]
 pub struct Catalog {
-    games: Arc<BTreeMap<String, Game>>,
+    games: Arc<RwLock<BTreeMap<String, Game>>>,
 }
 
 impl Catalog {
-    /// Load every `*.wasm` in `dir`. A file that fails to load is logged and
-    /// skipped so one bad module cannot keep the node down.
-    pub fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<Catalog> {
-        let mut games = BTreeMap::new();
-        let mut entries: Vec<_> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        entries.sort();
-        for path in entries {
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
+    /// Build the catalog from `store` and `dir` (blocking: run it off the async
+    /// workers). Every module is put in the store by hash; a game record's
+    /// current version stays current unless `dir` brings a module never seen
+    /// before. A file that fails to load is logged and skipped.
+    pub fn load(runtime: &Runtime, store: &Store, dir: &Path) -> Result<Catalog, CatalogError> {
+        let mut records: BTreeMap<String, GameRecord> = store.games()?.into_iter().collect();
+        let mut fresh: Vec<GameModule> = Vec::new();
+        for (path, bytes) in read_wasm_files(dir)? {
+            let module = match runtime.load(&bytes) {
+                Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read game module; skipped");
+                    tracing::warn!(path = %path, code = e.code(), error = %e, "game module refused; skipped");
                     continue;
                 }
             };
-            match runtime.load(&bytes) {
-                Ok(module) => {
-                    let info = module.info();
-                    tracing::info!(
-                        game = name,
-                        module_name = %info.name,
-                        rules_version = info.rules_version,
-                        hash = %module.hash(),
-                        "game loaded"
-                    );
-                    games.insert(
-                        name.to_owned(),
-                        Game {
-                            name: name.to_owned(),
-                            module,
-                        },
-                    );
-                }
-                Err(e) => tracing::warn!(
-                    path = %path.display(),
-                    code = e.code(),
-                    error = %e,
-                    "game module refused; skipped"
-                ),
+            let hash = module.hash().to_hex();
+            if store.get_module(&hash)?.is_none() {
+                store.put_module(&hash, &bytes)?;
+                fresh.push(module);
+            } else if !records.contains_key(&module.info().name) {
+                fresh.push(module);
             }
         }
+        // Older rules first, so the newest new version ends up current.
+        fresh.sort_by_key(|m| m.info().rules_version);
+        for module in fresh {
+            let info = module.info();
+            let hash = module.hash().to_hex();
+            let rec = records
+                .entry(info.name.clone())
+                .or_insert_with(|| GameRecord {
+                    current_hash: hash.clone(),
+                    policy: SwapPolicy::NewSessionsOnly,
+                    versions: Vec::new(),
+                });
+            if !rec.versions.iter().any(|(_, h)| *h == hash) {
+                rec.versions.push((info.rules_version, hash.clone()));
+            }
+            rec.current_hash = hash;
+            store.set_game(&info.name, rec)?;
+        }
+        let mut games = BTreeMap::new();
+        for (name, rec) in records {
+            let module = load_module(runtime, store, &rec.current_hash)?;
+            tracing::info!(
+                game = %name,
+                rules_version = module.info().rules_version,
+                hash = %rec.current_hash,
+                "game loaded"
+            );
+            games.insert(name.clone(), Game { name, module });
+        }
         Ok(Catalog {
-            games: Arc::new(games),
+            games: Arc::new(RwLock::new(games)),
         })
     }
 
     /// A catalog from already loaded modules (tests, tools).
     pub fn from_games(games: impl IntoIterator<Item = Game>) -> Catalog {
         Catalog {
-            games: Arc::new(games.into_iter().map(|g| (g.name.clone(), g)).collect()),
+            games: Arc::new(RwLock::new(
+                games.into_iter().map(|g| (g.name.clone(), g)).collect(),
+            )),
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Game> {
-        self.games.get(name)
+    /// The current version of `name`.
+    pub fn get(&self, name: &str) -> Option<Game> {
+        self.read().get(name).cloned()
+    }
+
+    /// Make `game` the current version of its name (after a publish).
+    pub fn set_current(&self, game: Game) {
+        self.games
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(game.name.clone(), game);
     }
 
     /// Games in name order.
-    pub fn iter(&self) -> impl Iterator<Item = &Game> {
-        self.games.values()
+    pub fn list(&self) -> Vec<Game> {
+        self.read().values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.games.len()
+        self.read().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.games.is_empty()
+        self.read().is_empty()
     }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Game>> {
+        // Plain map: still consistent after a panic elsewhere.
+        self.games.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A module by hash: from the runtime's cache, else from the store.
+pub fn load_module(
+    runtime: &Runtime,
+    store: &Store,
+    hash: &str,
+) -> Result<GameModule, CatalogError> {
+    if let Ok(h) = minotaur_runtime::ModuleHash::from_hex(hash) {
+        if let Some(m) = runtime.get(&h) {
+            return Ok(m);
+        }
+    }
+    let bytes = store
+        .get_module(hash)?
+        .ok_or_else(|| CatalogError::MissingModule {
+            hash: hash.to_owned(),
+        })?;
+    runtime.load(&bytes).map_err(|source| CatalogError::Load {
+        hash: hash.to_owned(),
+        source,
+    })
+}
+
+/// `(path, bytes)` of every `*.wasm` directly in `dir`, sorted by path.
+fn read_wasm_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, CatalogError> {
+    let io = |path: &Path, source| CatalogError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        match std::fs::read(&path) {
+            Ok(b) => out.push((path.display().to_string(), b)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read game module; skipped")
+            }
+        }
+    }
+    Ok(out)
 }

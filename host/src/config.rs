@@ -14,12 +14,14 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
 
-    /// Directory whose `*.wasm` files are loaded as games at start, each
-    /// under its file name without `.wasm`.
+    /// Directory whose `*.wasm` files are loaded as games at start, each under
+    /// the game name in its `GameInfo`; a module not seen before becomes its
+    /// game's current version (a published version otherwise stays current).
     #[arg(long, env = "MINOTAUR_GAMES_DIR", default_value = "games/dist")]
     pub games_dir: PathBuf,
 
-    /// Directory for the node's durable state (unused until persistence lands).
+    /// Directory for the node's durable state: the store `minotaur.redb`
+    /// (sessions, modules, games) and the generated `admin.token`.
     #[arg(long, env = "MINOTAUR_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
@@ -65,6 +67,16 @@ pub struct Config {
     /// Seconds to wait for sessions and connections to stop on shutdown.
     #[arg(long, env = "MINOTAUR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+
+    /// Largest guest snapshot in bytes; a batch that leaves the state larger is
+    /// a guest failure (`snapshot_too_large`) and rolls back.
+    #[arg(long, env = "MINOTAUR_MAX_SNAPSHOT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_snapshot_bytes: usize,
+
+    /// Bearer token of the admin API (`/admin/...`). Default: generated at
+    /// start and written to `<data-dir>/admin.token` (mode 0600).
+    #[arg(long, env = "MINOTAUR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 
     /// Cluster membership, replication and handoff (off without `--seeds`).
     #[command(flatten)]

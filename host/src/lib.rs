@@ -13,12 +13,15 @@
 //! 5. Effects (views, messages, end) go out at once to each player's bounded
 //!    outbound queue; the connection re-encodes them for its client.
 //! 6. After the batch, `after_batch` snapshots the guest state (the rollback
-//!    point, and where persistence will commit) and only then sends the `ack`s.
+//!    point), reconciles it into the session's Automerge `SessionDoc`, waits
+//!    for the store writer's group commit (`session::persist`), and only then
+//!    sends the `ack`s. At start `session::recovery` brings stored sessions back.
 //!
 //! A guest failure rolls the instance back to that snapshot; other sessions
 //! never notice. `main` wires it up: `config::Config` → `catalog::Catalog` →
 //! `Registry` → `gateway::router`, with one shutdown signal for every task.
 
+pub mod admin;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
@@ -26,3 +29,15 @@ pub mod gateway;
 pub mod protocol;
 pub mod ratelimit;
 pub mod session;
+
+/// The version this node reports (`welcome.version`, lobby, logs):
+/// `MINOTAUR_RELEASE` if set, else the crate version.
+pub fn release() -> &'static str {
+    static RELEASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RELEASE.get_or_init(|| {
+        std::env::var("MINOTAUR_RELEASE")
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned())
+    })
+}

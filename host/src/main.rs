@@ -1,19 +1,22 @@
-//! The `minotaur` command: `serve` runs a node. Wires config, runtime,
-//! catalog, registry and gateway, prints the bound address, and turns
-//! SIGTERM/SIGINT into one shutdown signal that every task sees.
+//! The `minotaur` command: `serve` runs a node (wires config, store, runtime,
+//! catalog, registry, recovery and gateway, prints the bound address, and
+//! turns SIGTERM/SIGINT into one shutdown signal that every task sees);
+//! `publish`, `sessions` and `health` talk to a running node over HTTP.
 
-use std::{process::ExitCode, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use minotaur_host::{
+    admin::{self, client},
     catalog::Catalog,
     cluster::{self, ClusterNode},
     config::Config,
     gateway::{self, AppState, ConnLimits},
-    session::Registry,
+    session::{recovery, Persist, Registry, StoreWriter},
 };
 use minotaur_runtime::Runtime;
+use minotaur_state::{CompactionPolicy, Store};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -27,11 +30,61 @@ struct Cli {
     cmd: Cmd,
 }
 
-// Room for `publish`, `drain`, `sessions`, `bench`, `loadtest`.
+// Room for `drain`, `bench`, `loadtest`.
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a node: player websocket, lobby API, health checks, web client.
-    Serve(Config),
+    Serve(Box<Config>),
+    /// Publish a game module to a running node (admin API).
+    Publish {
+        /// The wasm module.
+        file: PathBuf,
+        /// The game it is a version of (must match the module's own name).
+        #[arg(long)]
+        game: String,
+        /// `new`: only new sessions use it; `migrate`: live sessions move to
+        /// it at their next event boundary.
+        #[arg(long, default_value = "new")]
+        policy: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List a running node's sessions (admin API).
+    Sessions {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Exit 0 if GET URL answers 2xx, else 1 (for container health checks).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:7878/healthz")]
+        url: String,
+    },
+}
+
+/// How to reach a node's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The node's HTTP address.
+    #[arg(long, env = "MINOTAUR_URL", default_value = "http://127.0.0.1:7878")]
+    url: String,
+    /// The admin token; default: read `<data-dir>/admin.token`.
+    #[arg(long, env = "MINOTAUR_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The node's data directory, to read a generated admin token from.
+    #[arg(long, env = "MINOTAUR_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+}
+
+impl AdminArgs {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let path = admin::token_path(&self.data_dir);
+        let t = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the admin token from {}", path.display()))?;
+        Ok(t.trim().to_owned())
+    }
 }
 
 fn main() -> ExitCode {
@@ -47,7 +100,24 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = match cli.cmd {
-        Cmd::Serve(config) => rt.block_on(serve(config)),
+        Cmd::Serve(config) => rt.block_on(serve(*config)),
+        Cmd::Publish {
+            file,
+            game,
+            policy,
+            admin,
+        } => rt.block_on(publish(file, game, policy, admin)),
+        Cmd::Sessions { admin } => rt.block_on(sessions(admin)),
+        Cmd::Health { url } => {
+            let ok = rt
+                .block_on(client::request("GET", &url, "", None, &[]))
+                .is_ok_and(|r| r.ok());
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,12 +131,29 @@ fn main() -> ExitCode {
 async fn serve(mut config: Config) -> anyhow::Result<()> {
     let node_id = config.resolve_node_id();
     let runtime = Runtime::new(config.limits()).context("starting the wasm runtime")?;
-    let catalog = Catalog::load_dir(&runtime, &config.games_dir)
-        .with_context(|| format!("reading games from {}", config.games_dir.display()))?;
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await?
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let (rt2, st2, dir) = (runtime.clone(), store.clone(), config.games_dir.clone());
+    let catalog = tokio::task::spawn_blocking(move || Catalog::load(&rt2, &st2, &dir))
+        .await?
+        .with_context(|| format!("loading games from {}", config.games_dir.display()))?;
     if catalog.is_empty() {
         tracing::warn!(dir = %config.games_dir.display(), "no games loaded");
     }
-    let registry = Registry::new(catalog, config.max_sessions);
+    let persist = Persist {
+        writer: StoreWriter::start(store),
+        node_id: node_id.clone().into(),
+        max_snapshot_bytes: config.max_snapshot_bytes,
+        compaction: CompactionPolicy::default(),
+    };
+    let registry = Registry::new(catalog, config.max_sessions, persist);
+    recovery::restore_all(&registry, &runtime)
+        .await
+        .context("restoring sessions from the store")?;
+    let admin_token = admin::admin_token(config.admin_token.clone(), &config.data_dir)
+        .context("writing the admin token")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -97,8 +184,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         node_id: node_id.clone().into(),
         shutdown: shutdown_rx.clone(),
         cluster: cluster.clone(),
-    });
-    tracing::info!(node = %node_id, %addr, "serving");
+    })
+    .merge(admin::http::router(admin::http::AdminState::new(
+        registry.clone(),
+        runtime.clone(),
+        &admin_token,
+    )));
+    tracing::info!(node = %node_id, %addr, release = minotaur_host::release(), "serving");
     // Tests and scripts wait for exactly this line.
     println!("minotaur listening on http://{addr}");
 
@@ -114,8 +206,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     });
     server.await.context("serving")?;
 
-    // Accepting has stopped and websocket tasks are closing with 1001; now
-    // stop the sessions (persistence will flush them here).
+    // Accepting has stopped and websocket tasks read no more frames; now
+    // stop the sessions: each applies what is queued, persists, and its acks
+    // reach the connections, which close with 1001 once all are drained.
     let grace = config.shutdown_grace();
     if tokio::time::timeout(grace, registry.shutdown())
         .await
@@ -133,6 +226,44 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Let websocket tasks write their close frames.
     tokio::time::sleep(Duration::from_millis(50)).await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn publish(
+    file: PathBuf,
+    game: String,
+    policy: String,
+    admin: AdminArgs,
+) -> anyhow::Result<()> {
+    let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let path = format!("/admin/games/{game}/modules?policy={policy}");
+    let token = admin.token()?;
+    let r = client::request("POST", &admin.url, &path, Some(&token), &wasm).await?;
+    println!("{}", String::from_utf8_lossy(&r.body));
+    anyhow::ensure!(r.ok(), "publish failed with HTTP {}", r.status);
+    Ok(())
+}
+
+async fn sessions(admin: AdminArgs) -> anyhow::Result<()> {
+    let token = admin.token()?;
+    let r = client::request("GET", &admin.url, "/admin/sessions", Some(&token), &[]).await?;
+    anyhow::ensure!(
+        r.ok(),
+        "HTTP {}: {}",
+        r.status,
+        String::from_utf8_lossy(&r.body)
+    );
+    let list: Vec<admin::http::AdminSession> = serde_json::from_slice(&r.body)?;
+    println!(
+        "{:<14} {:<12} {:>5} {:>7} {:>10}",
+        "SESSION", "GAME", "RULES", "PLAYERS", "TICK"
+    );
+    for s in list {
+        println!(
+            "{:<14} {:<12} {:>5} {:>7} {:>10}",
+            s.id, s.game, s.rules_version, s.players, s.tick
+        );
+    }
     Ok(())
 }
 

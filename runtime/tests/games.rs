@@ -12,6 +12,7 @@ fn built_game(name: &str) -> Option<Vec<u8>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let candidates = [
         root.join("games/dist").join(format!("{name}.wasm")),
+        root.join("games/dist/test").join(format!("{name}.wasm")),
         root.join("target/wasm32-unknown-unknown/wasm")
             .join(format!("{name}.wasm")),
     ];

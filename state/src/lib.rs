@@ -17,4 +17,4 @@ pub mod store;
 pub use doc::{CompactionPolicy, SeatRecord, SessionDoc, SessionMeta};
 pub use error::StateError;
 pub use reconcile::{read, reconcile, ReconcileStats};
-pub use store::{GameRecord, Store, StoreError, StoreOptions, SwapPolicy};
+pub use store::{GameRecord, SessionWrite, Store, StoreError, StoreOptions, SwapPolicy};

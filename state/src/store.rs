@@ -42,6 +42,17 @@ pub struct GameRecord {
     pub versions: Vec<(u32, String)>,
 }
 
+/// One session write of a [`Store::write_sessions`] group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionWrite {
+    /// Replace the base with a full save and drop the chunks.
+    Full { session: String, bytes: Vec<u8> },
+    /// Append an incremental save.
+    Append { session: String, chunk: Vec<u8> },
+    /// Forget the session.
+    Delete { session: String },
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -156,6 +167,42 @@ impl Store {
                 .transpose()?
                 .map_or(0, |(k, _)| k.value().1 + 1);
             chunks.insert((session, next), chunk)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies many sessions' writes in ONE transaction (one fsync): the group commit of the
+    /// node's store writer. Writes apply in order; empty appends are skipped.
+    pub fn write_sessions(&self, writes: &[SessionWrite]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut bases = tx.open_table(BASES)?;
+            let mut chunks = tx.open_table(CHUNKS)?;
+            for w in writes {
+                match w {
+                    SessionWrite::Full { session, bytes } => {
+                        bases.insert(session.as_str(), bytes.as_slice())?;
+                        let s = session.as_str();
+                        chunks.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;
+                    }
+                    SessionWrite::Append { session, chunk } if !chunk.is_empty() => {
+                        let s = session.as_str();
+                        let next = chunks
+                            .range((s, 0)..=(s, u64::MAX))?
+                            .next_back()
+                            .transpose()?
+                            .map_or(0, |(k, _)| k.value().1 + 1);
+                        chunks.insert((s, next), chunk.as_slice())?;
+                    }
+                    SessionWrite::Append { .. } => {}
+                    SessionWrite::Delete { session } => {
+                        let s = session.as_str();
+                        bases.remove(s)?;
+                        chunks.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;
+                    }
+                }
+            }
         }
         tx.commit()?;
         Ok(())

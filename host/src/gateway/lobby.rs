@@ -34,11 +34,12 @@ pub async fn games(State(app): State<AppState>) -> Json<Vec<GameEntry>> {
     Json(
         app.registry
             .catalog()
-            .iter()
+            .list()
+            .into_iter()
             .map(|g| {
                 let info = g.module.info();
                 GameEntry {
-                    name: g.name.clone(),
+                    name: g.name,
                     module_name: info.name.clone(),
                     rules_version: info.rules_version,
                     min_players: info.min_players,

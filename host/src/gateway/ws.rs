@@ -29,6 +29,9 @@ use crate::{
 /// still reaches us and the client gets a `frame_too_large` before the close.
 const FRAME_SLACK: usize = 64 * 1024;
 
+/// Longest a connection waits for the sessions to stop at shutdown.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
@@ -91,7 +94,7 @@ impl Connection {
         };
         let welcome = ServerMsg::Welcome {
             node: conn.app.node_id.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::release().to_owned(),
             protocol: PROTOCOL_VERSION,
         };
         if !conn.send(welcome).await {
@@ -112,7 +115,10 @@ impl Connection {
                 Some(msg) = rx.recv() => conn.on_outbound(msg).await,
                 () = kick.notified() => Flow::Close(close::POLICY, "slow consumer"),
                 // Map the guard away at once: it is not Send.
-                _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => Flow::Close(close::GOING_AWAY, "node shutting down"),
+                _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => {
+                    conn.drain(&mut rx).await;
+                    Flow::Close(close::GOING_AWAY, "node shutting down")
+                }
             };
             match flow {
                 Flow::Continue => {}
@@ -128,6 +134,33 @@ impl Connection {
         }
         if let SeatState::Seated { handle, player, .. } = &conn.seat {
             handle.disconnect(*player, conn.out.conn_id).await;
+        }
+    }
+
+    /// The node is stopping: read no more frames, but keep forwarding what the
+    /// session sends (the acks of inputs it still applies and persists) until
+    /// every session has stopped, so no applied input goes unacknowledged.
+    async fn drain(&mut self, rx: &mut mpsc::Receiver<ServerMsg>) {
+        let mut drained = self.app.registry.drained();
+        let wait = async { drained.wait_for(|d| *d).await.is_ok() };
+        tokio::pin!(wait);
+        let deadline = tokio::time::sleep(DRAIN_LIMIT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                () = &mut deadline => break,
+                Some(msg) = rx.recv() => {
+                    if let Flow::Close(..) = self.on_outbound(msg).await {
+                        return;
+                    }
+                }
+            }
+        }
+        while let Ok(msg) = rx.try_recv() {
+            if let Flow::Close(..) = self.on_outbound(msg).await {
+                return;
+            }
         }
     }
 

@@ -3,14 +3,19 @@
 //! batches. Spawned by the registry; driven through [`SessionHandle`].
 //!
 //! A batch is one awaited command (or tick) plus what else is already queued
-//! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the snapshot
-//! and only then releases acks and join replies: the seam where persistence
-//! commits the session document before anything is acknowledged.
+//! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the snapshot,
+//! reconciles it with meta and seats into the session's `SessionDoc`, waits
+//! until the store writer made the change durable, and only then releases
+//! acks and join replies: nothing acknowledged can be lost. Persistence and
+//! rules hot-swap live in [`durable`].
+
+mod durable;
 
 use std::{collections::BTreeMap, time::Duration};
 
 use minotaur_abi::{Effect, Event, Init, Output, Restore};
 use minotaur_runtime::{GuestError, GuestInstance};
+use minotaur_state::SessionDoc;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
@@ -19,12 +24,15 @@ use tokio::{
 
 use super::{
     handle::{Command, SessionHandle},
-    hash_token, new_token, Joined, Outbound, PlayerId, SessionError, SessionStatus, TokenHash,
+    hash_token, new_token, Joined, Outbound, Persist, PlayerId, SessionError, SessionStatus,
+    SwapFailure, TokenHash,
 };
+
 use crate::{
     catalog::Game,
     protocol::{msgpack_to_value, ErrorCode, GameValue, ServerMsg},
 };
+pub use durable::resume_stored;
 
 /// Most commands applied before the batch is committed and acknowledged.
 pub const MAX_BATCH: usize = 64;
@@ -39,14 +47,16 @@ pub fn spawn(
     id: String,
     game: Game,
     config: Vec<u8>,
+    persist: Persist,
 ) -> Result<(SessionHandle, JoinHandle<()>), SessionError> {
     let mut instance = game.module.instantiate().map_err(|e| match e {
         GuestError::Instantiate(_) => SessionError::Overloaded,
         e => SessionError::Failed(e.code().to_owned()),
     })?;
+    let seed = rand::random();
     let init = Init {
         session: id.clone(),
-        seed: rand::random(),
+        seed,
         config,
     };
     let fail = |e: GuestError| SessionError::Failed(e.code().to_owned());
@@ -60,8 +70,11 @@ pub fn spawn(
         players: 0,
         max_players: info.max_players,
         ended: false,
+        rules_version: info.rules_version,
+        tick: 0,
     });
     let (tx, rx) = mpsc::channel(MAILBOX);
+    let doc = SessionDoc::new(&durable::new_meta(&id, &game, &persist, seed));
     let mut actor = Actor {
         id: id.clone(),
         rules_version: info.rules_version,
@@ -78,6 +91,13 @@ pub fn spawn(
         ended: false,
         pending: Vec::new(),
         status: status_tx,
+        doc,
+        persist,
+        saved_base: false,
+        // The first batch writes the session's base save.
+        state_dirty: true,
+        seats_dirty: false,
+        removed_seats: Vec::new(),
     };
     actor.deliver(out.effects);
     let handle = SessionHandle::new(id, game.name.clone(), tx, status_rx);
@@ -108,6 +128,10 @@ enum Deferred {
     Left {
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
+    Migrated {
+        reply: oneshot::Sender<Result<u32, SwapFailure>>,
+        rules_version: u32,
+    },
 }
 
 /// One unit of work in a batch.
@@ -137,6 +161,16 @@ struct Actor {
     ended: bool,
     pending: Vec<Deferred>,
     status: watch::Sender<SessionStatus>,
+    /// The session document: meta, seats and the last good state.
+    doc: SessionDoc,
+    persist: Persist,
+    /// The store holds a base save of `doc` (later saves may be incremental).
+    saved_base: bool,
+    /// `last_good` (or meta) changed since the last commit.
+    state_dirty: bool,
+    /// Seats changed since the last commit.
+    seats_dirty: bool,
+    removed_seats: Vec<PlayerId>,
 }
 
 impl Actor {
@@ -161,6 +195,9 @@ impl Actor {
             self.after_batch().await;
         }
         self.status.send_modify(|s| s.ended = true);
+        if self.ended {
+            self.forget().await;
+        }
         // Refuse what is still queued, so no input goes unanswered; new sends
         // fail at once and the gateway answers `session_ended` itself.
         rx.close();
@@ -210,9 +247,11 @@ impl Actor {
                 if let Some(seat) = self.seats.get_mut(&player) {
                     if seat.conn.as_ref().is_some_and(|c| c.conn_id == conn_id) {
                         seat.conn = None;
+                        self.seats_dirty = true;
                     }
                 }
             }
+            Work::Cmd(Command::Migrate { game, reply }) => self.migrate(game, reply),
             Work::Cmd(Command::Shutdown) => return true,
         }
         false
@@ -254,6 +293,7 @@ impl Actor {
             }
             Ok(out) => {
                 self.next_player += 1;
+                self.seats_dirty = true;
                 self.publish_status();
                 self.deliver(out.effects);
                 let joined = Joined {
@@ -271,7 +311,7 @@ impl Actor {
                 self.seats.remove(&player);
                 let _ = reply.send(Err(SessionError::Failed(e.code().to_owned())));
                 // The would-be player has no seat, so the rollback notice goes nowhere.
-                self.recover(e, Some(player), None);
+                self.recover(e.code(), e.to_string(), Some(player), None);
             }
         }
     }
@@ -284,6 +324,7 @@ impl Actor {
             .ok_or(SessionError::BadToken)?;
         // The seat moves to the new connection; an old one still holding it
         // is told it lost the seat.
+        self.seats_dirty = true;
         if let Some(old) = seat.conn.replace(conn.clone()) {
             if old.conn_id != conn.conn_id {
                 old.send(ServerMsg::Left);
@@ -312,6 +353,8 @@ impl Actor {
         // A guest cannot refuse a leave; if it fails, the seat is given up anyway.
         self.guest_event(Event::Leave { player }, Some(player), None);
         self.seats.remove(&player);
+        self.seats_dirty = true;
+        self.removed_seats.push(player);
         self.publish_status();
         self.pending.push(Deferred::Left { reply });
     }
@@ -331,7 +374,7 @@ impl Actor {
                 Some(out)
             }
             Err(e) => {
-                self.recover(e, offender, seq);
+                self.recover(e.code(), e.to_string(), offender, seq);
                 None
             }
         }
@@ -350,10 +393,16 @@ impl Actor {
 
     /// After a guest failure: the instance is poisoned. Rebuild it from the
     /// last good snapshot plus the replay log, or end the session.
-    fn recover(&mut self, err: GuestError, offender: Option<PlayerId>, seq: Option<u64>) {
+    fn recover(
+        &mut self,
+        code: &'static str,
+        error: String,
+        offender: Option<PlayerId>,
+        seq: Option<u64>,
+    ) {
         self.failures_in_row += 1;
         tracing::warn!(
-            session = %self.id, code = err.code(), error = %err,
+            session = %self.id, code, %error,
             in_a_row = self.failures_in_row, "guest failed"
         );
         let outcome = if self.failures_in_row >= MAX_FAILURES_IN_ROW {
@@ -365,10 +414,7 @@ impl Actor {
             Ok(()) => {
                 let msg = ServerMsg::error(
                     ErrorCode::SessionFailed,
-                    format!(
-                        "the game module failed ({}); the session rolled back",
-                        err.code()
-                    ),
+                    format!("the game module failed ({code}); the session rolled back"),
                     seq,
                 );
                 match offender {
@@ -376,7 +422,7 @@ impl Actor {
                     None => self.broadcast(msg),
                 }
             }
-            Err(why) => self.fail_session(err.code(), &why, offender, seq),
+            Err(why) => self.fail_session(code, &why, offender, seq),
         }
     }
 
@@ -386,12 +432,15 @@ impl Actor {
             .module
             .instantiate()
             .map_err(|e| format!("re-instantiate: {e}"))?;
-        fresh
+        let out = fresh
             .restore(&Restore {
                 state: self.last_good.clone(),
                 from_version: self.rules_version,
             })
             .map_err(|e| format!("restore: {e}"))?;
+        if let Some(reason) = out.reject {
+            return Err(format!("restore rejected: {reason}"));
+        }
         for event in &self.replay {
             // Effects of replayed events were delivered the first time.
             fresh.event(event).map_err(|e| format!("replay: {e}"))?;
@@ -497,35 +546,45 @@ impl Actor {
             players: self.seats.len() as u32,
             max_players: self.max_players,
             ended: self.ended,
+            rules_version: self.rules_version,
+            tick: self.ticker.n,
         });
     }
 
-    /// The step after every batch. Today: take the guest snapshot as the new
-    /// last good state, then release acks and join/leave replies.
-    /// Persistence plugs in between the two: commit the snapshot and seats to
-    /// the session document and store it, and only then release — so nothing
-    /// acknowledged can be lost.
+    /// The step after every batch: take the guest snapshot as the new last
+    /// good state, commit it with meta and seats to the session document, wait
+    /// until the store has it, and only then release acks and join/leave
+    /// replies — so nothing acknowledged can be lost.
     async fn after_batch(&mut self) {
         if self.dirty && !self.ended {
             match self.instance.snapshot() {
+                Ok(state) if state.len() > self.persist.max_snapshot_bytes => {
+                    self.snapshot_too_large(state.len());
+                }
                 Ok(state) => {
                     self.last_good = state;
                     self.replay.clear();
+                    self.state_dirty = true;
                 }
                 Err(e) => {
                     // The snapshot call itself failed: roll back to the previous
                     // good state plus this batch's events and keep acks pending
                     // for the next good snapshot.
-                    self.recover(e, None, None);
+                    self.recover(e.code(), e.to_string(), None, None);
                 }
             }
         }
         self.dirty = false;
+        let durable = self.commit().await;
         for d in self.pending.drain(..) {
             match d {
                 Deferred::Ack { player, seq } => {
                     if let Some(conn) = self.seats.get(&player).and_then(|s| s.conn.as_ref()) {
-                        conn.send(ServerMsg::Ack { seq });
+                        let msg = match &durable {
+                            Ok(()) => ServerMsg::Ack { seq },
+                            Err(e) => ServerMsg::error(ErrorCode::Internal, e.to_string(), seq),
+                        };
+                        conn.send(msg);
                     }
                 }
                 Deferred::Joined { reply, joined } => {
@@ -533,6 +592,12 @@ impl Actor {
                 }
                 Deferred::Left { reply } => {
                     let _ = reply.send(Ok(()));
+                }
+                Deferred::Migrated {
+                    reply,
+                    rules_version,
+                } => {
+                    let _ = reply.send(Ok(rules_version));
                 }
             }
         }
@@ -542,6 +607,8 @@ impl Actor {
 /// The session's clock: ticks at the game's rate; `0` Hz means no ticks.
 struct Ticker {
     interval: Option<Interval>,
+    /// The current rate, `None` before the first `set_rate`.
+    hz: Option<u32>,
     n: u64,
     last: Instant,
 }
@@ -550,6 +617,7 @@ impl Ticker {
     fn new(hz: u32) -> Self {
         let mut t = Ticker {
             interval: None,
+            hz: None,
             n: 0,
             last: Instant::now(),
         };
@@ -558,6 +626,7 @@ impl Ticker {
     }
 
     fn set_rate(&mut self, hz: u32) {
+        self.hz = Some(hz);
         self.interval = (hz > 0).then(|| {
             let period = Duration::from_secs_f64(1.0 / hz.min(1000) as f64);
             let mut i = tokio::time::interval_at(Instant::now() + period, period);

@@ -4,7 +4,8 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Joined, Outbound, PlayerId, SessionError, SessionStatus, TokenHash};
+use super::{Joined, Outbound, PlayerId, SessionError, SessionStatus, SwapFailure, TokenHash};
+use crate::catalog::Game;
 
 /// A message to a session actor.
 #[derive(Debug)]
@@ -31,6 +32,12 @@ pub enum Command {
     },
     /// The connection `conn_id` of `player` closed; the seat is kept.
     Disconnect { player: PlayerId, conn_id: u64 },
+    /// Move to `game`'s module at the next event boundary (hot-swap); the
+    /// reply carries the new rules version once it is durable.
+    Migrate {
+        game: Game,
+        reply: oneshot::Sender<Result<u32, SwapFailure>>,
+    },
     /// Stop: the node is shutting down.
     Shutdown,
 }
@@ -114,6 +121,20 @@ impl SessionHandle {
     /// Best effort: a session that is gone has nothing to mark.
     pub async fn disconnect(&self, player: PlayerId, conn_id: u64) {
         let _ = self.send(Command::Disconnect { player, conn_id }).await;
+    }
+
+    /// Hot-swap the session to `game`'s module; on failure it stays on its rules.
+    pub async fn migrate(&self, game: Game) -> Result<u32, SwapFailure> {
+        let (reply, rx) = oneshot::channel();
+        let gone = || SwapFailure {
+            session: self.id.clone(),
+            code: "session_ended".into(),
+            message: "the session is over".into(),
+        };
+        if self.send(Command::Migrate { game, reply }).await.is_err() {
+            return Err(gone());
+        }
+        rx.await.map_err(|_| gone())?
     }
 
     pub async fn shutdown(&self) {

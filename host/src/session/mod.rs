@@ -5,6 +5,8 @@
 
 pub mod actor;
 pub mod handle;
+pub mod persist;
+pub mod recovery;
 pub mod registry;
 
 use std::sync::{
@@ -18,7 +20,27 @@ use tokio::sync::{mpsc, Notify};
 use crate::protocol::{ErrorCode, ServerMsg};
 
 pub use handle::SessionHandle;
+pub use persist::StoreWriter;
 pub use registry::Registry;
+
+/// What every session actor needs to persist itself. Cheap to clone.
+#[derive(Clone)]
+pub struct Persist {
+    pub writer: StoreWriter,
+    /// Written as `meta.owner_node`.
+    pub node_id: Arc<str>,
+    /// A guest snapshot larger than this is a guest failure (`snapshot_too_large`).
+    pub max_snapshot_bytes: usize,
+    pub compaction: minotaur_state::CompactionPolicy,
+}
+
+/// Why one session did not move to new rules; it stays on the old ones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwapFailure {
+    pub session: String,
+    pub code: String,
+    pub message: String,
+}
 
 /// A player's id within a session (also the guest's `PlayerId`).
 pub type PlayerId = minotaur_abi::PlayerId;
@@ -101,6 +123,8 @@ pub struct SessionStatus {
     pub players: u32,
     pub max_players: u32,
     pub ended: bool,
+    pub rules_version: u32,
+    pub tick: u64,
 }
 
 impl SessionStatus {

@@ -10,9 +10,11 @@ use std::{
 
 use tokio::sync::watch;
 
+use tokio::task::JoinHandle;
+
 use super::{
-    actor, hash_token, new_session_id, Joined, Outbound, PlayerId, SessionError, SessionHandle,
-    TokenHash,
+    actor, hash_token, new_session_id, Joined, Outbound, Persist, PlayerId, SessionError,
+    SessionHandle, TokenHash,
 };
 use crate::{
     catalog::Catalog,
@@ -27,6 +29,8 @@ pub struct SessionInfo {
     pub players: u32,
     pub max_players: u32,
     pub open: bool,
+    pub rules_version: u32,
+    pub tick: u64,
 }
 
 /// All sessions of this node. Cheap to clone.
@@ -37,6 +41,7 @@ pub struct Registry {
 
 struct Inner {
     catalog: Catalog,
+    persist: Persist,
     max_sessions: usize,
     // Short critical sections only (map lookups); never held across an await.
     state: Mutex<State>,
@@ -44,6 +49,8 @@ struct Inner {
     quick_match: tokio::sync::Mutex<()>,
     // Number of live sessions, watched by `shutdown`.
     live: watch::Sender<usize>,
+    // `true` once `shutdown` saw every session stop (and persist).
+    drained: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -63,20 +70,26 @@ struct Entry {
 }
 
 impl Registry {
-    pub fn new(catalog: Catalog, max_sessions: usize) -> Registry {
+    pub fn new(catalog: Catalog, max_sessions: usize, persist: Persist) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 catalog,
+                persist,
                 max_sessions,
                 state: Mutex::new(State::default()),
                 quick_match: tokio::sync::Mutex::new(()),
                 live: watch::channel(0).0,
+                drained: watch::channel(false).0,
             }),
         }
     }
 
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    pub fn persist(&self) -> &Persist {
+        &self.inner.persist
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -94,8 +107,7 @@ impl Registry {
             .inner
             .catalog
             .get(game)
-            .ok_or_else(|| SessionError::UnknownGame(game.to_owned()))?
-            .clone();
+            .ok_or_else(|| SessionError::UnknownGame(game.to_owned()))?;
         {
             let mut st = self.state();
             if st.closed || st.sessions.len() + st.starting >= self.inner.max_sessions {
@@ -105,10 +117,21 @@ impl Registry {
         }
         let id = new_session_id();
         let config = config.map(value_to_msgpack).unwrap_or_default();
-        let spawned = actor::spawn(id.clone(), entry, config);
-        let mut st = self.state();
-        st.starting -= 1;
+        let spawned = actor::spawn(id.clone(), entry, config, self.inner.persist.clone());
+        self.state().starting -= 1;
         let (handle, task) = spawned?;
+        self.insert(handle.clone(), task, &[]);
+        Ok(handle)
+    }
+
+    /// Take in a running session (a new one, or one restored from the store
+    /// with its seats' `tokens`); it is forgotten when its actor stops.
+    pub fn insert(&self, handle: SessionHandle, task: JoinHandle<()>, tokens: &[TokenHash]) {
+        let id = handle.id().to_owned();
+        let mut st = self.state();
+        for t in tokens {
+            st.tokens.insert(*t, id.clone());
+        }
         let order = st.next_order;
         st.next_order += 1;
         st.sessions.insert(
@@ -126,7 +149,16 @@ impl Registry {
             let _ = task.await;
             me.remove(&id);
         });
-        Ok(handle)
+    }
+
+    /// Handles of the live sessions of `game`.
+    pub fn handles_of(&self, game: &str) -> Vec<SessionHandle> {
+        self.state()
+            .sessions
+            .values()
+            .filter(|e| e.handle.game() == game)
+            .map(|e| e.handle.clone())
+            .collect()
     }
 
     fn remove(&self, id: &str) {
@@ -159,6 +191,8 @@ impl Registry {
                     players: s.players,
                     max_players: s.max_players,
                     open: s.open(),
+                    rules_version: s.rules_version,
+                    tick: s.tick,
                 }
             })
             .collect()
@@ -265,5 +299,12 @@ impl Registry {
         }
         let mut live = self.inner.live.subscribe();
         let _ = live.wait_for(|n| *n == 0).await;
+        self.inner.drained.send_replace(true);
+    }
+
+    /// Becomes `true` when [`Registry::shutdown`] has stopped every session:
+    /// connections wait for it to deliver the last acks before closing.
+    pub fn drained(&self) -> watch::Receiver<bool> {
+        self.inner.drained.subscribe()
     }
 }

@@ -31,42 +31,95 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// `games/dist` (or `$MINOTAUR_TEST_GAMES_DIR`), checked to hold the game
-/// modules the tests need.
+/// modules the tests need (example games there, test-only ones in `test/`).
 pub fn games_dir(needed: &[&str]) -> PathBuf {
     let dir = std::env::var_os("MINOTAUR_TEST_GAMES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("games/dist"));
     for game in needed {
-        let path = dir.join(format!("{game}.wasm"));
-        assert!(
-            path.exists(),
-            "{} is missing: run `scripts/build-games.sh` first",
-            path.display()
-        );
+        module_path_in(&dir, game);
     }
     dir
 }
+
+fn module_path_in(dir: &std::path::Path, module: &str) -> PathBuf {
+    let file = format!("{module}.wasm");
+    let path = [dir.join(&file), dir.join("test").join(&file)]
+        .into_iter()
+        .find(|p| p.exists());
+    path.unwrap_or_else(|| {
+        panic!(
+            "{file} is missing in {}: run `scripts/build-games.sh` first",
+            dir.display()
+        )
+    })
+}
+
+/// The built module file `module` (e.g. `arena-v2`, `chaos-v2`).
+pub fn module_path(module: &str) -> PathBuf {
+    module_path_in(&games_dir(&[]), module)
+}
+
+/// A fresh games directory holding exactly `modules` (copied), as a test's
+/// `--games-dir`.
+pub fn games_dir_with(modules: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for m in modules {
+        std::fs::copy(module_path(m), dir.path().join(format!("{m}.wasm"))).expect("copy module");
+    }
+    dir
+}
+
+/// The games every node of the older tests serves.
+pub const DEFAULT_GAMES: &[&str] = &["tictactoe", "arena", "chaos"];
 
 /// A running `minotaur serve`; killed on drop.
 pub struct TestNode {
     child: Child,
     pub addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
+    pub games_dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl TestNode {
-    /// Start a node serving `games/dist` with extra `args`.
+    /// Start a node serving [`DEFAULT_GAMES`] with extra `args`.
     pub fn start(args: &[&str]) -> TestNode {
-        let games = games_dir(&["tictactoe"]);
+        TestNode::start_with(DEFAULT_GAMES, args)
+    }
+
+    /// Start a node serving exactly `games` with extra `args`.
+    pub fn start_with(games: &[&str], args: &[&str]) -> TestNode {
         let data_dir = tempfile::tempdir().expect("tempdir");
+        let args = args.iter().map(|a| a.to_string()).collect();
+        TestNode::spawn(games_dir_with(games), data_dir, args)
+    }
+
+    /// Stop this process if it still runs (SIGKILL), then start a new node on
+    /// the same data and games directories with the same arguments.
+    pub fn restart(mut self) -> TestNode {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("tempdir"));
+        let games_dir =
+            std::mem::replace(&mut self.games_dir, tempfile::tempdir().expect("tempdir"));
+        let args = std::mem::take(&mut self.args);
+        TestNode::spawn(games_dir, data_dir, args)
+    }
+
+    fn spawn(
+        games_dir: tempfile::TempDir,
+        data_dir: tempfile::TempDir,
+        args: Vec<String>,
+    ) -> TestNode {
         let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--games-dir")
-            .arg(&games)
+            .arg(games_dir.path())
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(args)
+            .args(&args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -96,7 +149,58 @@ impl TestNode {
             child,
             addr,
             data_dir,
+            games_dir,
+            args,
         }
+    }
+
+    /// The admin token the node generated into its data directory.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_owned()
+    }
+
+    /// `POST /admin/games/{game}/modules?policy=..` with `wasm`: `(status, body)`.
+    pub async fn publish(
+        &self,
+        game: &str,
+        wasm: Vec<u8>,
+        policy: &str,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .post(self.http(&format!("/admin/games/{game}/modules?policy={policy}")))
+            .body(wasm);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = tokio::time::timeout(DEADLINE, req.send())
+            .await
+            .expect("publish answered in time")
+            .expect("publish request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /admin/sessions` with the node's token.
+    pub async fn admin_sessions(&self) -> Value {
+        reqwest::Client::new()
+            .get(self.http("/admin/sessions"))
+            .bearer_auth(self.admin_token())
+            .send()
+            .await
+            .expect("admin sessions")
+            .json()
+            .await
+            .expect("admin sessions JSON")
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn ws_url(&self) -> String {

@@ -55,7 +55,8 @@ async fn games_sessions_and_create() {
         .unwrap();
     assert_eq!(
         list,
-        json!([{"id": id, "game": "tictactoe", "players": 1, "max_players": 2, "open": true}])
+        json!([{"id": id, "game": "tictactoe", "players": 1, "max_players": 2, "open": true,
+            "rules_version": 1, "tick": 0}])
     );
     let none: Value = http
         .get(node.http("/api/sessions?game=arena"))

@@ -8,5 +8,7 @@ mod common;
 mod arena;
 mod bad_input;
 mod chaos;
+mod hotswap;
 mod lobby;
+mod persist;
 mod tictactoe;

@@ -6,7 +6,11 @@
 //! allocates until the memory cap stops it, `{"do":"big","n":BYTES}` broadcasts
 //! a message of `n` bytes, `{"do":"echo","n":5}` adds `n` to a counter and
 //! broadcasts it, `{"do":"reject"}` is refused, `{"do":"end"}` ends the game,
-//! `{"do":"tick_rate","n":HZ}` changes the tick rate.
+//! `{"do":"tick_rate","n":HZ}` changes the tick rate, `{"do":"grow","n":BYTES}`
+//! adds `n` bytes to the state (snapshot size limit).
+//!
+//! With the cargo feature `v2` it is rules version 2 whose `migrate` panics
+//! (`chaos-v2.wasm`): publishing it with `migrate` must leave sessions on v1.
 
 use minotaur_guest::{export_game, Cx, Game, PlayerId, Reject, Tick};
 use serde::{Deserialize, Serialize};
@@ -16,6 +20,8 @@ use serde::{Deserialize, Serialize};
 pub struct Chaos {
     pub count: u64,
     pub ticks: u64,
+    #[serde(default)]
+    pub pad: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,6 +35,7 @@ pub enum Command {
     Reject,
     End,
     TickRate { n: u32 },
+    Grow { n: u32 },
 }
 
 /// Broadcast after every echo.
@@ -47,6 +54,7 @@ pub struct View {
 
 impl Game for Chaos {
     const NAME: &'static str = "chaos";
+    const RULES_VERSION: u32 = if cfg!(feature = "v2") { 2 } else { 1 };
     const MAX_PLAYERS: u32 = 16;
     type Config = ();
     type Input = Command;
@@ -85,12 +93,20 @@ impl Game for Chaos {
             Command::Reject => return Err("chaos: asked to reject".into()),
             Command::End => cx.end(Vec::new(), &self.count),
             Command::TickRate { n } => cx.set_tick_rate(n),
+            Command::Grow { n } => self.pad.push_str(&filler(n as usize)),
         }
         Ok(())
     }
 
     fn on_tick(&mut self, _tick: Tick, _cx: &mut Cx) {
         self.ticks += 1;
+    }
+
+    fn migrate(from_version: u32, state: &[u8]) -> Result<Self, Reject> {
+        if cfg!(feature = "v2") {
+            panic!("chaos v2: asked to migrate from v{from_version}");
+        }
+        minotaur_guest::decode(state).map_err(|e| Reject::new(format!("cannot restore: {e}")))
     }
 
     fn view(&self, _p: PlayerId) -> View {

@@ -1,0 +1,162 @@
+//! The admin HTTP API, every route behind `Authorization: Bearer <token>`
+//! (anything else is 401 `{code:"unauthorized"}`):
+//! `POST /admin/games/{game}/modules?policy=new|migrate` (body: the wasm) and
+//! `GET /admin/sessions`. Merged into the node's router by `main`.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use minotaur_runtime::Runtime;
+use minotaur_state::SwapPolicy;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{publish, PublishError, PublishReport};
+use crate::session::Registry;
+
+/// Largest module body accepted (the runtime applies its own limit after).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// What the admin handlers reach.
+#[derive(Clone)]
+pub struct AdminState {
+    pub registry: Registry,
+    pub runtime: Runtime,
+    /// sha256 of the token, compared in constant time.
+    token_hash: Arc<[u8; 32]>,
+}
+
+impl AdminState {
+    pub fn new(registry: Registry, runtime: Runtime, token: &str) -> AdminState {
+        AdminState {
+            registry,
+            runtime,
+            token_hash: Arc::new(Sha256::digest(token.as_bytes()).into()),
+        }
+    }
+}
+
+/// The `/admin` routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/admin/games/{game}/modules", post(publish_module))
+        .route("/admin/sessions", get(sessions))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// An admin error: status plus `{code, message}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminError {
+    pub code: String,
+    pub message: String,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = AdminError {
+        code: code.to_owned(),
+        message: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn authorize(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
+    // Comparing hashes byte by byte without early exit leaks nothing useful.
+    let ok = given.is_some_and(|g| {
+        g.iter()
+            .zip(state.token_hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    });
+    if !ok {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong admin token",
+        );
+    }
+    next.run(req).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PublishQuery {
+    #[serde(default)]
+    pub policy: Option<String>,
+}
+
+async fn publish_module(
+    State(state): State<AdminState>,
+    Path(game): Path<String>,
+    Query(q): Query<PublishQuery>,
+    body: Bytes,
+) -> Result<Json<PublishReport>, Response> {
+    let policy = match q.policy.as_deref().unwrap_or("new") {
+        "new" => SwapPolicy::NewSessionsOnly,
+        "migrate" => SwapPolicy::MigrateLive,
+        other => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("policy must be `new` or `migrate`, not `{other}`"),
+            ))
+        }
+    };
+    publish(
+        &state.registry,
+        &state.runtime,
+        &game,
+        body.to_vec(),
+        policy,
+    )
+    .await
+    .map(Json)
+    .map_err(|e| {
+        let status = match e {
+            PublishError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        error(status, e.code(), e.to_string())
+    })
+}
+
+/// A session as `GET /admin/sessions` lists it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminSession {
+    pub id: String,
+    pub game: String,
+    pub rules_version: u32,
+    pub players: u32,
+    pub tick: u64,
+}
+
+async fn sessions(State(state): State<AdminState>) -> Json<Vec<AdminSession>> {
+    Json(
+        state
+            .registry
+            .list(None)
+            .into_iter()
+            .map(|s| AdminSession {
+                id: s.id,
+                game: s.game,
+                rules_version: s.rules_version,
+                players: s.players,
+                tick: s.tick,
+            })
+            .collect(),
+    )
+}

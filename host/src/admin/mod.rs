@@ -1,0 +1,187 @@
+//! Operator actions on a running node: publish a game module (new sessions
+//! only, or migrate live sessions at their next event boundary) and list
+//! sessions. [`http`] serves them under `/admin` behind a bearer token;
+//! [`client`] is the `minotaur publish`/`sessions`/`health` side.
+
+pub mod client;
+pub mod http;
+
+use std::path::Path;
+
+use minotaur_runtime::Runtime;
+use minotaur_state::{GameRecord, SwapPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    catalog::Game,
+    session::{Registry, SwapFailure},
+};
+
+/// Why a publish was refused (nothing changed then).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Not a module this host can run; `code` is the runtime's load code.
+    #[error("{message}")]
+    Load { code: &'static str, message: String },
+    #[error("the module is game `{found}`, not `{expected}`")]
+    GameMismatch { expected: String, found: String },
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl PublishError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::Load { code, .. } => code,
+            PublishError::GameMismatch { .. } => "game_mismatch",
+            PublishError::Store(_) => "internal",
+        }
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishReport {
+    pub game: String,
+    pub rules_version: u32,
+    pub module_hash: String,
+    pub policy: String,
+    /// Live sessions moved to the new rules.
+    pub migrated: usize,
+    /// Live sessions that stayed on their rules, and why.
+    pub failed: Vec<SwapFailure>,
+}
+
+/// Validate `wasm` as game `game`, store it, make it current, and with
+/// `migrate` swap every live session of the game to it.
+pub async fn publish(
+    registry: &Registry,
+    runtime: &Runtime,
+    game: &str,
+    wasm: Vec<u8>,
+    policy: SwapPolicy,
+) -> Result<PublishReport, PublishError> {
+    let module = runtime.load(&wasm).map_err(|e| PublishError::Load {
+        code: e.code(),
+        message: e.to_string(),
+    })?;
+    let info = module.info().clone();
+    if info.name != game {
+        return Err(PublishError::GameMismatch {
+            expected: game.to_owned(),
+            found: info.name,
+        });
+    }
+    let hash = module.hash().to_hex();
+    let store = registry.persist().writer.store().clone();
+    let (name, h) = (game.to_owned(), hash.clone());
+    tokio::task::spawn_blocking(move || -> Result<(), minotaur_state::StoreError> {
+        store.put_module(&h, &wasm)?;
+        let mut rec = store
+            .games()?
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r)
+            .unwrap_or(GameRecord {
+                current_hash: h.clone(),
+                policy,
+                versions: Vec::new(),
+            });
+        if !rec.versions.iter().any(|(_, v)| *v == h) {
+            rec.versions.push((info.rules_version, h.clone()));
+        }
+        rec.current_hash = h;
+        rec.policy = policy;
+        store.set_game(&name, &rec)
+    })
+    .await
+    .expect("store task panicked")
+    .map_err(|e| PublishError::Store(e.to_string()))?;
+    let new = Game {
+        name: game.to_owned(),
+        module,
+    };
+    registry.catalog().set_current(new.clone());
+    tracing::info!(game, rules_version = info.rules_version, %hash, ?policy, "module published");
+
+    let mut report = PublishReport {
+        game: game.to_owned(),
+        rules_version: info.rules_version,
+        module_hash: hash,
+        policy: policy_name(policy).to_owned(),
+        migrated: 0,
+        failed: Vec::new(),
+    };
+    if policy == SwapPolicy::MigrateLive {
+        // Sessions swap concurrently, each at its own event boundary.
+        let swaps = registry
+            .handles_of(game)
+            .into_iter()
+            .map(|h| {
+                let new = new.clone();
+                tokio::spawn(async move { h.migrate(new).await })
+            })
+            .collect::<Vec<_>>();
+        for swap in swaps {
+            match swap.await {
+                Ok(Ok(_)) => report.migrated += 1,
+                Ok(Err(f)) => report.failed.push(f),
+                Err(e) => report.failed.push(SwapFailure {
+                    session: String::new(),
+                    code: "internal".into(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        tracing::info!(
+            game,
+            migrated = report.migrated,
+            failed = report.failed.len(),
+            "live sessions migrated"
+        );
+    }
+    Ok(report)
+}
+
+pub fn policy_name(p: SwapPolicy) -> &'static str {
+    match p {
+        SwapPolicy::NewSessionsOnly => "new",
+        SwapPolicy::MigrateLive => "migrate",
+    }
+}
+
+/// The admin token: the configured one, or a generated one written to
+/// `<data_dir>/admin.token` with mode 0600.
+pub fn admin_token(configured: Option<String>, data_dir: &Path) -> std::io::Result<String> {
+    if let Some(t) = configured.filter(|t| !t.is_empty()) {
+        return Ok(t);
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    let path = token_path(data_dir);
+    std::fs::create_dir_all(data_dir)?;
+    write_private(&path, &token)?;
+    tracing::info!(path = %path.display(), "admin token generated");
+    Ok(token)
+}
+
+/// Where a generated admin token is written.
+pub fn token_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.token")
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(token.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
+    std::fs::write(path, token)
+}

@@ -1,0 +1,334 @@
+//! The session actor's durable side: committing each batch to the
+//! `SessionDoc` and the store writer, rebuilding an actor from a stored
+//! document after a restart, and swapping a live session to new rules at an
+//! event boundary. Called by the actor loop (`after_batch`, `Migrate`) and by
+//! `session::recovery` at startup.
+
+use std::collections::BTreeMap;
+
+use minotaur_abi::Restore;
+use minotaur_state::{SeatRecord, SessionDoc, SessionMeta, SessionWrite};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use super::{Actor, Deferred, Seat, Ticker, MAILBOX};
+use crate::{
+    catalog::Game,
+    protocol::{ErrorCode, ServerMsg},
+    session::{
+        persist::PersistError, Persist, SessionError, SessionHandle, SessionStatus, SwapFailure,
+        TokenHash,
+    },
+};
+
+/// The ownership epoch written until the cluster assigns real ones.
+const PLACEHOLDER_EPOCH: u64 = 1;
+
+/// The meta of a brand-new session.
+pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> SessionMeta {
+    let info = game.module.info();
+    SessionMeta {
+        session: id.to_owned(),
+        game: game.name.clone(),
+        module_hash: game.module.hash().to_hex(),
+        rules_version: info.rules_version,
+        owner_node: persist.node_id.to_string(),
+        epoch: PLACEHOLDER_EPOCH,
+        created_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        tick: 0,
+        tick_hz: info.tick_hz,
+        seed,
+        next_player: 1,
+        ended: false,
+        generation: 0,
+    }
+}
+
+/// A session rebuilt from its stored document: the game module the document
+/// names, a fresh instance restored from the stored state, every seat back
+/// (disconnected). Returns the handle, the actor task and the seats' token
+/// hashes for the registry's index.
+pub fn resume_stored(
+    doc: SessionDoc,
+    game: Game,
+    persist: Persist,
+) -> Result<(SessionHandle, JoinHandle<()>, Vec<TokenHash>), SessionError> {
+    let corrupt = |e: minotaur_state::StateError| SessionError::Internal(e.to_string());
+    let meta = doc.meta().map_err(corrupt)?;
+    let records = doc.seats().map_err(corrupt)?;
+    let state = doc.state().map_err(corrupt)?;
+    let fail = |e: minotaur_runtime::GuestError| SessionError::Failed(e.code().to_owned());
+    let mut instance = game.module.instantiate().map_err(fail)?;
+    let out = instance
+        .restore(&Restore {
+            state: state.clone(),
+            from_version: meta.rules_version,
+        })
+        .map_err(fail)?;
+    if let Some(reason) = out.reject {
+        return Err(SessionError::Rejected(reason));
+    }
+    let mut seats = BTreeMap::new();
+    let mut tokens = Vec::new();
+    for r in records {
+        let mut token_hash: TokenHash = [0; 32];
+        hex::decode_to_slice(&r.token_hash, &mut token_hash)
+            .map_err(|e| SessionError::Internal(format!("seat {}: token hash: {e}", r.player)))?;
+        tokens.push(token_hash);
+        seats.insert(
+            r.player,
+            Seat {
+                name: r.name,
+                token_hash,
+                conn: None,
+                last_view: None,
+            },
+        );
+    }
+    let info = game.module.info().clone();
+    let (status_tx, status_rx) = watch::channel(SessionStatus {
+        players: seats.len() as u32,
+        max_players: info.max_players,
+        ended: false,
+        rules_version: meta.rules_version,
+        tick: meta.tick,
+    });
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    let mut ticker = Ticker::new(meta.tick_hz);
+    ticker.n = meta.tick;
+    let mut actor = Actor {
+        id: meta.session.clone(),
+        rules_version: meta.rules_version,
+        max_players: info.max_players,
+        game: game.clone(),
+        instance,
+        seats,
+        next_player: meta.next_player,
+        last_good: state,
+        replay: Vec::new(),
+        dirty: false,
+        failures_in_row: 0,
+        ticker,
+        ended: false,
+        pending: Vec::new(),
+        status: status_tx,
+        doc,
+        persist,
+        saved_base: true,
+        // Seats are now all disconnected.
+        state_dirty: false,
+        seats_dirty: true,
+        removed_seats: Vec::new(),
+    };
+    // Restore sends every seat its view; with no connection yet, that fills
+    // the last view a resuming player gets at once.
+    actor.deliver(out.effects);
+    let handle = SessionHandle::new(meta.session, game.name.clone(), tx, status_rx);
+    let task = tokio::spawn(actor.run(rx));
+    Ok((handle, task, tokens))
+}
+
+impl Actor {
+    fn meta(&self) -> SessionMeta {
+        let info = self.game.module.info();
+        // Fields nobody here changes (created_at, seed, generation…) come
+        // from the document itself.
+        let mut meta = self.doc.meta().unwrap_or_default();
+        meta.session = self.id.clone();
+        meta.game = self.game.name.clone();
+        meta.module_hash = self.game.module.hash().to_hex();
+        meta.rules_version = self.rules_version;
+        meta.owner_node = self.persist.node_id.to_string();
+        if meta.epoch == 0 {
+            meta.epoch = PLACEHOLDER_EPOCH;
+        }
+        meta.tick = self.ticker.n;
+        meta.tick_hz = self.ticker.hz.unwrap_or(info.tick_hz);
+        meta.next_player = self.next_player;
+        meta.ended = self.ended;
+        meta
+    }
+
+    /// Reconcile what changed into the document and make it durable. `Ok`
+    /// when there was nothing to write.
+    pub(super) async fn commit(&mut self) -> Result<(), PersistError> {
+        if self.ended || !(self.state_dirty || self.seats_dirty) {
+            return Ok(());
+        }
+        let meta = self.meta();
+        self.doc.set_meta(&meta);
+        if self.seats_dirty {
+            for player in self.removed_seats.drain(..) {
+                self.doc.remove_seat(player);
+            }
+            for (&player, seat) in &self.seats {
+                self.doc.put_seat(&SeatRecord {
+                    player,
+                    name: seat.name.clone(),
+                    token_hash: hex::encode(seat.token_hash),
+                    connected: seat.conn.is_some(),
+                });
+            }
+        }
+        if self.state_dirty {
+            if let Err(e) = self.doc.set_state(&self.last_good) {
+                // The guest snapshot is not MessagePack the document can
+                // hold; the previous state stays in the document.
+                tracing::error!(session = %self.id, error = %e, "snapshot not stored");
+            }
+        }
+        self.doc.commit();
+        self.state_dirty = false;
+        self.seats_dirty = false;
+        if self.doc.should_compact(&self.persist.compaction) {
+            if let Err(e) = self.doc.compact() {
+                tracing::warn!(session = %self.id, error = %e, "compaction failed");
+            }
+        }
+        let session = self.id.clone();
+        let write = if !self.saved_base || self.doc.needs_full_save() {
+            SessionWrite::Full {
+                session,
+                bytes: self.doc.save(),
+            }
+        } else {
+            let chunk = self.doc.save_incremental();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            SessionWrite::Append { session, chunk }
+        };
+        let result = self.persist.writer.write(write).await;
+        match &result {
+            Ok(()) => self.saved_base = true,
+            Err(e) => {
+                tracing::error!(session = %self.id, error = %e, "session not persisted");
+                // Write everything again next time: a full save cannot
+                // depend on a chunk the store may not have.
+                self.saved_base = false;
+            }
+        }
+        self.status.send_modify(|s| s.tick = self.ticker.n);
+        result
+    }
+
+    /// The session is over for good: drop it from the store.
+    pub(super) async fn forget(&mut self) {
+        let write = SessionWrite::Delete {
+            session: self.id.clone(),
+        };
+        if let Err(e) = self.persist.writer.write(write).await {
+            tracing::warn!(session = %self.id, error = %e, "ended session not removed from the store");
+        }
+    }
+
+    /// The batch left a snapshot over the limit: a guest failure. Roll back to
+    /// the last good state *without* replaying the batch (it would only grow
+    /// the state again); the batch's inputs are answered with errors, not acks.
+    pub(super) fn snapshot_too_large(&mut self, size: usize) {
+        const CODE: &str = "snapshot_too_large";
+        let max = self.persist.max_snapshot_bytes;
+        let message = format!("the game state grew to {size} bytes, over the limit of {max}");
+        self.replay.clear();
+        let mut acks = Vec::new();
+        self.pending.retain(|d| match d {
+            Deferred::Ack { player, seq } => {
+                acks.push((*player, *seq));
+                false
+            }
+            _ => true,
+        });
+        for (player, seq) in acks {
+            let msg = format!("the game module failed ({CODE}): {message}; input not applied");
+            self.send_to(player, ServerMsg::error(ErrorCode::SessionFailed, msg, seq));
+        }
+        self.recover(CODE, message, None, None);
+    }
+
+    /// Move the session to `game`'s module at this event boundary: snapshot
+    /// the old instance, restore into a new one with `from_version` = the old
+    /// rules version; only if that works does the new instance replace the old
+    /// one. The reply waits for the commit; a failure keeps the old rules.
+    pub(super) fn migrate(&mut self, game: Game, reply: oneshot::Sender<Result<u32, SwapFailure>>) {
+        let failure = |code: &str, message: String| SwapFailure {
+            session: self.id.clone(),
+            code: code.to_owned(),
+            message,
+        };
+        if self.ended {
+            let _ = reply.send(Err(failure("session_ended", "the session is over".into())));
+            return;
+        }
+        if game.module.hash() == self.game.module.hash() {
+            let _ = reply.send(Ok(self.rules_version));
+            return;
+        }
+        let state = match self.instance.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                let f = failure(e.code(), format!("snapshot of the old rules: {e}"));
+                let _ = reply.send(Err(f));
+                self.recover(e.code(), e.to_string(), None, None);
+                return;
+            }
+        };
+        let mut fresh = match game.module.instantiate() {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = reply.send(Err(failure(e.code(), e.to_string())));
+                return;
+            }
+        };
+        let restore = Restore {
+            state,
+            from_version: self.rules_version,
+        };
+        let out = match fresh.restore(&restore) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::warn!(session = %self.id, code = e.code(), error = %e, "new rules failed to restore; keeping the old ones");
+                let _ = reply.send(Err(failure(e.code(), e.to_string())));
+                return;
+            }
+        };
+        if let Some(reason) = out.reject {
+            tracing::warn!(session = %self.id, %reason, "new rules rejected the state; keeping the old ones");
+            let _ = reply.send(Err(failure("restore_rejected", reason)));
+            return;
+        }
+        let new_state = match fresh.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(failure(
+                    e.code(),
+                    format!("snapshot of the new rules: {e}"),
+                )));
+                return;
+            }
+        };
+        let from = self.rules_version;
+        let info = game.module.info().clone();
+        self.instance = fresh;
+        self.game = game;
+        self.rules_version = info.rules_version;
+        self.max_players = info.max_players;
+        self.last_good = new_state;
+        self.replay.clear();
+        self.state_dirty = true;
+        self.failures_in_row = 0;
+        tracing::info!(session = %self.id, from, to = self.rules_version, "rules swapped");
+        self.broadcast(ServerMsg::Rules {
+            rules_version: self.rules_version,
+        });
+        self.deliver(out.effects);
+        self.publish_status();
+        self.pending.push(Deferred::Migrated {
+            reply,
+            rules_version: self.rules_version,
+        });
+    }
+}

@@ -1,0 +1,184 @@
+//! Sessions survive the node: `kill -9` and SIGTERM restarts on the same data
+//! directory bring every session back with its seats, tokens and state; no
+//! acknowledged input is ever lost; a corrupt stored document is quarantined
+//! while the others load; an oversized snapshot is a rolled-back failure.
+
+use serde_json::{json, Value};
+
+use crate::common::{tictactoe_pair, Client, Incoming, TestNode, DEADLINE};
+
+fn token_of(c: &Client) -> String {
+    c.seen
+        .iter()
+        .find(|m| m["type"] == "joined")
+        .and_then(|m| m["token"].as_str())
+        .expect("joined with a token")
+        .to_owned()
+}
+
+/// Connect to `node` and resume the seat of `token`.
+async fn resume(node: &TestNode, token: &str) -> (Client, Value) {
+    let mut c = node.client().await;
+    let joined = c.join(json!({"type": "resume", "token": token})).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["resumed"], true, "{joined}");
+    (c, joined)
+}
+
+async fn chaos_session(node: &TestNode) -> (Client, String) {
+    let mut c = node.client().await;
+    c.send(json!({"type": "create", "game": "chaos"})).await;
+    let session = c.recv_type("created").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let joined = c
+        .join(json!({"type": "join", "session": session, "name": "c"}))
+        .await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    (c, session)
+}
+
+#[tokio::test]
+async fn tictactoe_survives_kill_9_and_finishes() {
+    let node = TestNode::start_with(&["tictactoe"], &[]);
+    let (mut x, mut o, session) = tictactoe_pair(&node).await;
+    x.input_ok(json!({"cell": 0}), 1).await;
+    o.input_ok(json!({"cell": 3}), 2).await;
+    x.input_ok(json!({"cell": 1}), 3).await;
+    let (tx, to) = (token_of(&x), token_of(&o));
+
+    let node = node.restart(); // SIGKILL, then a new process on the same data dir
+    let (mut x, jx) = resume(&node, &tx).await;
+    let (mut o, jo) = resume(&node, &to).await;
+    assert_eq!(jx["session"], session.as_str());
+    assert_eq!(jo["session"], session.as_str());
+    let view = o
+        .recv_until(|m| m["type"] == "view" && m["data"]["board"][1] == "X")
+        .await;
+    assert_eq!(view["data"]["board"][0], "X", "{view}");
+    assert_eq!(view["data"]["board"][3], "O", "{view}");
+    assert_eq!(view["data"]["turn"], "O", "{view}");
+    o.input_ok(json!({"cell": 4}), 4).await;
+    x.input_ok(json!({"cell": 2}), 5).await;
+    for c in [&mut x, &mut o] {
+        let ended = c.recv_type("ended").await;
+        assert_eq!(ended["detail"]["Win"]["line"], json!([0, 1, 2]), "{ended}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_loses_no_acknowledged_input() {
+    let node = TestNode::start_with(
+        &["chaos"],
+        &["--rate-per-sec", "10000", "--rate-burst", "10000"],
+    );
+    let (mut c, _) = chaos_session(&node).await;
+    let token = token_of(&c);
+    // Pipeline inputs; stop the node while they are in flight.
+    let mut acks = 0u64;
+    let mut sent = 0u64;
+    for seq in 1..=400u64 {
+        if !c
+            .send_lossy(json!({"type": "input", "data": {"do": "echo", "n": 1}, "seq": seq}))
+            .await
+        {
+            break;
+        }
+        sent += 1;
+        if seq == 150 {
+            node.terminate();
+        }
+    }
+    loop {
+        match c.next(DEADLINE).await {
+            Some(Incoming::Msg(m)) if m["type"] == "ack" => acks += 1,
+            Some(Incoming::Msg(_)) => {}
+            Some(Incoming::Closed(_)) => break,
+            None => panic!("the node did not close the connection within {DEADLINE:?}"),
+        }
+    }
+    let mut node = node;
+    let status = node.wait_exit(DEADLINE).expect("node exited after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(acks > 0, "no input was acknowledged before the stop");
+
+    let node = node.restart();
+    let (mut c, _) = resume(&node, &token).await;
+    let view = c.recv_type("view").await;
+    assert_eq!(
+        view["data"]["count"].as_u64(),
+        Some(acks),
+        "{acks} acks of {sent} inputs sent, but the restored counter is {view}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_document_is_quarantined_and_the_others_load() {
+    let node = TestNode::start_with(&["chaos"], &[]);
+    let (mut a, _) = chaos_session(&node).await;
+    a.input_ok(json!({"do": "echo", "n": 7}), 1).await;
+    let token = token_of(&a);
+    let (mut b, broken) = chaos_session(&node).await;
+    b.input_ok(json!({"do": "echo", "n": 1}), 1).await;
+    let mut node = node;
+    node.kill9();
+
+    // While the node is down: one document truncated, one garbage.
+    let store = minotaur_state::Store::open(node.data_dir.path()).expect("open store");
+    let mut doc = store.load_session(&broken).unwrap().expect("stored");
+    let full = doc.save();
+    store
+        .save_session_full(&broken, &full[..full.len() / 2])
+        .unwrap();
+    store
+        .save_session_full("garbage", b"definitely not automerge")
+        .unwrap();
+    drop(store);
+
+    let node = node.restart();
+    let (mut a, _) = resume(&node, &token).await;
+    let view = a.recv_type("view").await;
+    assert_eq!(view["data"]["count"], 7, "{view}");
+    a.input_ok(json!({"do": "echo", "n": 1}), 2).await;
+    let sessions = node.admin_sessions().await;
+    let ids: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&broken.as_str()), "{sessions}");
+    assert!(!ids.contains(&"garbage"), "{sessions}");
+    assert_eq!(ids.len(), 1, "{sessions}");
+    let mut node = node;
+    node.kill9();
+    let store = minotaur_state::Store::open(node.data_dir.path()).expect("open store");
+    assert_eq!(store.quarantined(&broken).unwrap().len(), 1);
+    assert_eq!(store.quarantined("garbage").unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_snapshot_fails_and_rolls_back() {
+    let node = TestNode::start_with(&["chaos"], &["--max-snapshot-bytes", "4096"]);
+    let (mut c, _) = chaos_session(&node).await;
+    c.input_ok(json!({"do": "echo", "n": 3}), 1).await;
+    let answer = c.input(json!({"do": "grow", "n": 8000}), 2).await;
+    assert_eq!(answer["code"], "session_failed", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("snapshot_too_large"),
+        "{answer}"
+    );
+    // The session goes on from before the oversized batch.
+    c.input_ok(json!({"do": "echo", "n": 1}), 3).await;
+    c.recv_until(|m| m["type"] == "message" && m["data"]["count"] == 4)
+        .await;
+    let token = token_of(&c);
+    let node = node.restart();
+    let (mut c, _) = resume(&node, &token).await;
+    let view = c.recv_type("view").await;
+    assert_eq!(view["data"]["count"], 4, "{view}");
+}
