@@ -162,14 +162,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
 
     let cluster = if config.cluster.enabled() {
-        let modules = Arc::new(cluster::node::DirModules::load(&config.games_dir));
         let (handle, _task) = ClusterNode::start(
             config.cluster.clone(),
             node_id.clone(),
             addr,
             &config.data_dir,
             registry.clone(),
-            modules,
+            runtime.clone(),
         )
         .await
         .context("starting the cluster node")?;
@@ -194,9 +193,16 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Tests and scripts wait for exactly this line.
     println!("minotaur listening on http://{addr}");
 
+    let (drain_cluster, drain_registry) = (cluster.clone(), registry.clone());
+    let grace = config.shutdown_grace();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
+        // In a cluster, hand every session over while connections are still open, so
+        // players get `moved` before the node stops.
+        if let Some(c) = &drain_cluster {
+            cluster::drain::drain(c, &drain_registry, grace).await;
+        }
         let _ = shutdown_tx.send(true);
     });
 

@@ -97,6 +97,12 @@ pub enum ServerMsg {
         rules_version: u32,
     },
     Left,
+    /// The session continues on another node (drain, or this node does not own it):
+    /// reconnect to `url` and `resume` with the same token.
+    Moved {
+        session: String,
+        url: String,
+    },
     Pong {
         #[serde(default)]
         nonce: Option<GameValue>,

@@ -3,9 +3,12 @@
 //! [`ClusterNode`] when `--seeds` is given (no seeds: single-node mode, exactly as before);
 //! the gateway asks its [`ClusterHandle`] for readiness and `/api/cluster`.
 
+pub mod activate;
 pub mod config;
+pub mod drain;
 pub mod http;
 pub mod node;
+pub mod replicate;
 
 pub use config::ClusterConfig;
 pub use node::{ClusterHandle, ClusterNode, NodeState};

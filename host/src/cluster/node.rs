@@ -7,22 +7,26 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use minotaur_cluster::{
     Incoming, Member, Membership, MembershipConfig, ModuleSource, NodeStatus, PeerConfig, PeerMsg,
-    PeerNet, ReplicaSet, Voter,
+    PeerNet, ReplicaSet, ReplicaTarget, Voter,
 };
 use serde::Serialize;
 use tokio::{
-    sync::{mpsc, watch, Mutex},
+    sync::{broadcast, mpsc, watch, Mutex},
     task::JoinHandle,
     time::Instant,
 };
 
-use super::{ClusterConfig, ClusterError};
+use super::{
+    activate::Activator,
+    replicate::{self, ReplicationHook},
+    ClusterConfig, ClusterError,
+};
 use crate::session::Registry;
 
 /// Where a node is in its life, as the gateway and orchestrators see it.
@@ -53,6 +57,9 @@ struct Shared {
     members: watch::Receiver<Vec<Member>>,
     state: watch::Sender<NodeState>,
     membership: Mutex<Option<Membership>>,
+    /// Sessions this node learnt it no longer owns (a newer epoch exists elsewhere).
+    fenced: broadcast::Sender<String>,
+    replication: OnceLock<ReplicationHook>,
 }
 
 /// A member as `GET /api/cluster` shows it.
@@ -141,6 +148,33 @@ impl ClusterHandle {
         tracing::info!(node = %self.inner.node_id, state = "draining", "node state");
     }
 
+    /// The owner side of replication (set once the node has started).
+    pub fn replication(&self) -> Option<&ReplicationHook> {
+        self.inner.replication.get()
+    }
+
+    /// Where node `id` takes peer traffic, if it is a live member.
+    pub fn target(&self, id: &str) -> Option<ReplicaTarget> {
+        self.members()
+            .into_iter()
+            .find(|m| m.id == id)
+            .map(|m| ReplicaTarget {
+                node: m.id,
+                addr: m.peer_addr,
+            })
+    }
+
+    /// A replica answered with a newer epoch: this node must stop serving `session`.
+    pub fn report_fenced(&self, session: &str) {
+        tracing::warn!(%session, node = %self.inner.node_id, "fenced: another node holds a newer epoch");
+        let _ = self.inner.fenced.send(session.to_owned());
+    }
+
+    /// Sessions reported by [`ClusterHandle::report_fenced`] from now on.
+    pub fn watch_fenced(&self) -> broadcast::Receiver<String> {
+        self.inner.fenced.subscribe()
+    }
+
     /// Leave gracefully: gossip `leaving` for a few rounds, then stop gossip and peer links.
     pub async fn leave(&self) {
         if let Some(m) = self.inner.membership.lock().await.take() {
@@ -154,6 +188,7 @@ impl ClusterHandle {
 
 /// The cluster task of a node (see the module doc).
 pub struct ClusterNode {
+    activator: Activator,
     handle: ClusterHandle,
     inbox: mpsc::Receiver<Incoming>,
     replicas: ReplicaSet,
@@ -172,8 +207,10 @@ impl ClusterNode {
         listen: SocketAddr,
         data_dir: &Path,
         registry: Registry,
-        modules: Arc<dyn ModuleSource>,
+        runtime: minotaur_runtime::Runtime,
     ) -> Result<(ClusterHandle, JoinHandle<()>), ClusterError> {
+        let sessions_store = registry.persist().writer.store().clone();
+        let modules: Arc<dyn ModuleSource> = Arc::new(sessions_store.clone());
         let host = advertise_ip(&cfg).await?;
         let with_host = |a: SocketAddr| {
             if a.ip().is_unspecified() {
@@ -231,6 +268,8 @@ impl ClusterNode {
                 net,
                 state: watch::channel(NodeState::Joining).0,
                 membership: Mutex::new(Some(membership)),
+                fenced: broadcast::channel(256).0,
+                replication: OnceLock::new(),
             }),
         };
         tracing::info!(
@@ -240,7 +279,16 @@ impl ClusterNode {
             seeds = ?handle.config().seeds,
             "cluster node started"
         );
+        let hook = replicate::start(handle.clone(), sessions_store);
+        registry.persist().writer.set_tap(hook.tap());
+        let _ = handle.inner.replication.set(hook);
+        let activator = Activator {
+            cluster: handle.clone(),
+            registry: registry.clone(),
+            runtime,
+        };
         let node = ClusterNode {
+            activator,
             handle: handle.clone(),
             inbox,
             replicas,
@@ -346,10 +394,14 @@ impl ClusterNode {
                 reason: "unsupported request".into(),
             }));
         }
-        for (session, _doc) in self.replicas.take_activated() {
-            // Serving handed-over sessions needs the session actor to start from a document
-            // (persistence); until then the handoff is accepted but only logged.
-            tracing::warn!(%session, "handoff accepted but this node cannot activate sessions yet");
+        for (session, doc) in self.replicas.take_activated() {
+            let activator = self.activator.clone();
+            let source = self.handle.target(&from);
+            tokio::spawn(async move {
+                if let Err(e) = activator.activate(doc, source, "handoff").await {
+                    tracing::error!(%session, error = %e, "handed-over session did not start here");
+                }
+            });
         }
     }
 }
@@ -409,30 +461,4 @@ fn save_votes(path: &Path, votes: &HashMap<String, u64>) -> std::io::Result<()> 
     f.write_all(&serde_json::to_vec(votes).map_err(std::io::Error::other)?)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
-}
-
-/// Serves modules by content hash from the games loaded at start (`--games-dir`).
-pub struct DirModules(HashMap<String, Vec<u8>>);
-
-impl DirModules {
-    /// Reads every `*.wasm` in `dir`, keyed by its hex SHA-256.
-    pub fn load(dir: &Path) -> DirModules {
-        let mut map = HashMap::new();
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
-                if path.extension().is_some_and(|e| e == "wasm") {
-                    if let Ok(bytes) = std::fs::read(&path) {
-                        map.insert(minotaur_cluster::replication::module_hash(&bytes), bytes);
-                    }
-                }
-            }
-        }
-        DirModules(map)
-    }
-}
-
-impl ModuleSource for DirModules {
-    fn module(&self, hash: &str) -> Option<Vec<u8>> {
-        self.0.get(hash).cloned()
-    }
 }

@@ -208,6 +208,8 @@ impl Connection {
             ServerMsg::Ended { .. } => self.seat = SeatState::Ended,
             // Our seat was taken over by a resume on another connection.
             ServerMsg::Left => self.seat = SeatState::None,
+            // The session lives elsewhere now; the client resumes there.
+            ServerMsg::Moved { .. } => self.seat = SeatState::None,
             _ => {}
         }
         self.send_flow(msg).await

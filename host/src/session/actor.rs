@@ -132,6 +132,11 @@ enum Deferred {
         reply: oneshot::Sender<Result<u32, SwapFailure>>,
         rules_version: u32,
     },
+    /// A drain's hand-off request, answered once the batch is durable.
+    HandOff {
+        frozen: oneshot::Sender<()>,
+        outcome: oneshot::Receiver<Option<String>>,
+    },
 }
 
 /// One unit of work in a batch.
@@ -252,6 +257,9 @@ impl Actor {
                 }
             }
             Work::Cmd(Command::Migrate { game, reply }) => self.migrate(game, reply),
+            Work::Cmd(Command::HandOff { frozen, outcome }) => {
+                self.pending.push(Deferred::HandOff { frozen, outcome })
+            }
             Work::Cmd(Command::Shutdown) => return true,
         }
         false
@@ -576,6 +584,11 @@ impl Actor {
         }
         self.dirty = false;
         let durable = self.commit().await;
+        let hand_off = self
+            .pending
+            .iter()
+            .position(|d| matches!(d, Deferred::HandOff { .. }))
+            .map(|i| self.pending.remove(i));
         for d in self.pending.drain(..) {
             match d {
                 Deferred::Ack { player, seq } => {
@@ -599,7 +612,33 @@ impl Actor {
                 } => {
                     let _ = reply.send(Ok(rules_version));
                 }
+                Deferred::HandOff { .. } => {}
             }
+        }
+        if let Some(Deferred::HandOff { frozen, outcome }) = hand_off {
+            self.hand_off(frozen, outcome).await;
+        }
+    }
+
+    /// The session is paused with everything acknowledged durable (and so in the
+    /// replication mirror); the drain syncs and hands it over, then decides.
+    async fn hand_off(
+        &mut self,
+        frozen: oneshot::Sender<()>,
+        outcome: oneshot::Receiver<Option<String>>,
+    ) {
+        let _ = frozen.send(());
+        if let Ok(Some(url)) = outcome.await {
+            let msg = ServerMsg::Moved {
+                session: self.id.clone(),
+                url,
+            };
+            for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
+                conn.send(msg.clone());
+            }
+            tracing::info!(session = %self.id, "session handed over; stopping here");
+            // Stops the loop; `forget` drops it from this node's store.
+            self.ended = true;
         }
     }
 }

@@ -38,6 +38,13 @@ pub enum Command {
         game: Game,
         reply: oneshot::Sender<Result<u32, SwapFailure>>,
     },
+    /// Drain: finish the current batch durably, answer `frozen`, then wait for `outcome`
+    /// without taking more work: `Some(url)` = the session moved there (tell the players,
+    /// stop, drop it from this node's store), `None` = go on here.
+    HandOff {
+        frozen: oneshot::Sender<()>,
+        outcome: oneshot::Receiver<Option<String>>,
+    },
     /// Stop: the node is shutting down.
     Shutdown,
 }
@@ -135,6 +142,16 @@ impl SessionHandle {
             return Err(gone());
         }
         rx.await.map_err(|_| gone())?
+    }
+
+    /// Pause the session after its current batch is durable (see [`Command::HandOff`]);
+    /// the returned sender decides its fate.
+    pub async fn freeze(&self) -> Result<oneshot::Sender<Option<String>>, SessionError> {
+        let (frozen, frozen_rx) = oneshot::channel();
+        let (decide, outcome) = oneshot::channel();
+        self.send(Command::HandOff { frozen, outcome }).await?;
+        frozen_rx.await.map_err(|_| SessionError::Ended)?;
+        Ok(decide)
     }
 
     pub async fn shutdown(&self) {

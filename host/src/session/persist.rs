@@ -2,9 +2,10 @@
 //! pending session writes of every actor and commits them in ONE redb
 //! transaction (one fsync), then completes each waiter. Session actors call
 //! [`StoreWriter::write`] after each batch and release acks only once it
-//! returns, so nothing acknowledged is ever lost.
+//! returns, so nothing acknowledged is ever lost. A cluster node sets a *tap*
+//! that sees each write once it is durable (replication feeds on it).
 
-use std::sync::mpsc as std_mpsc;
+use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
 
 use minotaur_state::{SessionWrite, Store};
 use tokio::sync::oneshot;
@@ -32,7 +33,11 @@ pub enum PersistError {
 pub struct StoreWriter {
     tx: std_mpsc::Sender<Request>,
     store: Store,
+    tap: Arc<OnceLock<Tap>>,
 }
+
+/// Called with every session write once it is durable, in each session's write order.
+pub type Tap = Box<dyn Fn(&SessionWrite) + Send + Sync>;
 
 impl StoreWriter {
     /// Start the writer thread for `store`.
@@ -43,7 +48,16 @@ impl StoreWriter {
             .name("minotaur-store-writer".into())
             .spawn(move || run(thread_store, rx))
             .expect("spawn the store writer thread");
-        StoreWriter { tx, store }
+        StoreWriter {
+            tx,
+            store,
+            tap: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Sets the tap (once; later calls are ignored). Must not block.
+    pub fn set_tap(&self, tap: Tap) {
+        let _ = self.tap.set(tap);
     }
 
     /// The store, for reads and for rare writes (modules, games, quarantine),
@@ -55,12 +69,17 @@ impl StoreWriter {
     /// Queue `write` and wait until it is durable.
     pub async fn write(&self, write: SessionWrite) -> Result<(), PersistError> {
         let (done, rx) = oneshot::channel();
+        let copy = self.tap.get().map(|_| write.clone());
         self.tx
             .send(Request { write, done })
             .map_err(|_| PersistError::Stopped)?;
         rx.await
             .map_err(|_| PersistError::Stopped)?
-            .map_err(PersistError::Store)
+            .map_err(PersistError::Store)?;
+        if let (Some(tap), Some(w)) = (self.tap.get(), copy) {
+            tap(&w);
+        }
+        Ok(())
     }
 }
 

@@ -154,8 +154,9 @@ impl TestCluster {
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG")
-                    .unwrap_or_else(|_| "warn,minotaur_host::cluster=info".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| {
+                    "warn,minotaur_host::cluster=info,minotaur::activation=info".into()
+                }),
             )
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

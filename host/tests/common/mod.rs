@@ -280,11 +280,15 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(node: &TestNode, enc: Enc) -> Client {
-        let (ws, _) =
-            tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(node.ws_url()))
-                .await
-                .expect("connect in time")
-                .expect("websocket connect");
+        Client::connect_url(&node.ws_url(), enc).await
+    }
+
+    /// Connect to any node's websocket URL (e.g. one a `moved` message named).
+    pub async fn connect_url(url: &str, enc: Enc) -> Client {
+        let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("websocket connect");
         let mut c = Client {
             ws,
             enc,
