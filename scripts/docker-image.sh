@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build the Minotaur node image with no registry access: a static musl binary and
+# the example games are built on this machine and put into a FROM-scratch image
+# (`Dockerfile`, target `local`).
+#
+#   scripts/docker-image.sh [TAG] [RELEASE]
+#
+# TAG defaults to `minotaur:dev`. RELEASE (default: the crate version) is baked into
+# the image as MINOTAUR_RELEASE, which the node reports as its version, so two
+# images of the same code can be told apart in a rolling-upgrade test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag="${1:-minotaur:dev}"
+release="${2:-}"
+
+bash scripts/setup.sh
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
+if ! command -v musl-gcc >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null
+fi
+bash scripts/build-games.sh >/dev/null
+cargo build --release --target x86_64-unknown-linux-musl -p minotaur-host
+
+ctx=target/docker-ctx
+rm -rf "$ctx"
+mkdir -p "$ctx/dist/games" "$ctx/dist/data"
+cp target/x86_64-unknown-linux-musl/release/minotaur "$ctx/dist/minotaur"
+cp games/dist/tictactoe.wasm games/dist/arena.wasm "$ctx/dist/games/"
+cp Dockerfile "$ctx/Dockerfile"
+docker build -q --target local --build-arg "MINOTAUR_RELEASE=$release" -t "$tag" "$ctx" >/dev/null
+size=$(docker image inspect -f '{{.Size}}' "$tag")
+echo "built $tag ($((size / 1024 / 1024)) MiB)"
