@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod gateway;
+pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
 pub mod session;

@@ -55,6 +55,7 @@ pub struct AppState {
 
 /// All routes of a node.
 pub fn router(state: AppState) -> Router {
+    crate::metrics::install();
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(app_js))
@@ -66,8 +67,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
         .route("/api/cluster", get(crate::cluster::http::cluster))
         .with_state(state)
+}
+
+/// Prometheus text format; sessions and players are read from the registry now.
+async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> impl IntoResponse {
+    let sessions = app.registry.list(None);
+    let players = sessions.iter().map(|s| u64::from(s.players)).sum();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(sessions.len(), players),
+    )
 }
 
 async fn index() -> Html<&'static str> {

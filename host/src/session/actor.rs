@@ -181,6 +181,7 @@ struct Actor {
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         tracing::info!(session = %self.id, game = %self.game.name, "session started");
+        crate::metrics::session_started(&self.game.name);
         let mut stop = false;
         while !stop && !self.ended {
             let first = tokio::select! {
@@ -390,7 +391,10 @@ impl Actor {
 
     /// The only place events enter the guest; keeps the replay log.
     fn guest_call(&mut self, event: &Event) -> Result<Output, GuestError> {
-        let out = self.instance.event(event)?;
+        let started = std::time::Instant::now();
+        let out = self.instance.event(event);
+        crate::metrics::guest_event(&self.game.name, started.elapsed());
+        let out = out?;
         self.failures_in_row = 0;
         if out.reject.is_none() {
             self.replay.push(event.clone());
@@ -409,6 +413,7 @@ impl Actor {
         seq: Option<u64>,
     ) {
         self.failures_in_row += 1;
+        crate::metrics::trap(code);
         tracing::warn!(
             session = %self.id, code, %error,
             in_a_row = self.failures_in_row, "guest failed"

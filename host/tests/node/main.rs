@@ -10,5 +10,6 @@ mod bad_input;
 mod chaos;
 mod hotswap;
 mod lobby;
+mod metrics;
 mod persist;
 mod tictactoe;
