@@ -387,7 +387,18 @@ impl ClusterNode {
                 self.replicas.fence(&session, epoch);
                 None
             }
-            other => self.replicas.handle(&from, other),
+            other => {
+                match &other {
+                    PeerMsg::Sync { data, .. } => {
+                        crate::metrics::sync_bytes("received", data.len())
+                    }
+                    PeerMsg::FullDoc { bytes, .. } => {
+                        crate::metrics::sync_bytes("received", bytes.len())
+                    }
+                    _ => {}
+                }
+                self.replicas.handle(&from, other)
+            }
         };
         if let Some(reply) = reply {
             reply.send(answer.unwrap_or(PeerMsg::Error {
@@ -395,6 +406,7 @@ impl ClusterNode {
             }));
         }
         for (session, doc) in self.replicas.take_activated() {
+            crate::metrics::handoff("in", "accepted");
             let activator = self.activator.clone();
             let source = self.handle.target(&from);
             tokio::spawn(async move {

@@ -125,6 +125,7 @@ async fn run(cluster: ClusterHandle, store: Store, mut rx: mpsc::UnboundedReceiv
     let mut tick = tokio::time::interval(cluster.config().sync_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut totals = SyncStats::default();
+    let mut sent_counted = 0u64;
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
@@ -134,6 +135,8 @@ async fn run(cluster: ClusterHandle, store: Store, mut rx: mpsc::UnboundedReceiv
             _ = tick.tick() => {
                 sync_dirty(&cluster, &mut mirrors).await;
                 let now = mirrors.values().fold(SyncStats::default(), |a, m| add(a, m.replicator.stats()));
+                crate::metrics::sync_bytes("sent", now.bytes_sent.saturating_sub(sent_counted) as usize);
+                sent_counted = now.bytes_sent;
                 if now.bytes_sent > totals.bytes_sent + (1 << 20) {
                     tracing::debug!(bytes_sent = now.bytes_sent, messages = now.messages, "replication traffic");
                     totals = now;
@@ -220,6 +223,7 @@ async fn on_event(
                 None => Err(HandOffError::Unknown(session.clone())),
                 Some(m) => hand_off(m, target, deadline).await,
             };
+            crate::metrics::handoff("out", if result.is_ok() { "accepted" } else { "failed" });
             if result.is_ok() {
                 mirrors.remove(&session);
             }

@@ -97,7 +97,9 @@ fn run(store: Store, rx: std_mpsc::Receiver<Request>) {
         }
         let (writes, waiters): (Vec<SessionWrite>, Vec<_>) =
             group.drain(..).map(|r| (r.write, r.done)).unzip();
+        let started = std::time::Instant::now();
         let result = store.write_sessions(&writes).map_err(|e| e.to_string());
+        crate::metrics::store_write(started.elapsed());
         if let Err(e) = &result {
             tracing::error!(error = %e, writes = writes.len(), "store group commit failed");
         }
