@@ -119,6 +119,14 @@ pub enum PeerMsg {
     Vote {
         granted: bool,
     },
+    /// Routing: "do you serve `session`?" (a player reached a node that does not).
+    WhereIs {
+        session: String,
+    },
+    Owns {
+        session: String,
+        owned: bool,
+    },
     /// The request could not be served (a bug or an unknown request kind).
     Error {
         reason: String,

@@ -164,6 +164,37 @@ impl ClusterHandle {
             })
     }
 
+    /// The websocket URL of the node serving `session`, asking every other member at once
+    /// (`WhereIs`); `None` if no one answers yes within half a second.
+    pub async fn locate(&self, session: &str) -> Option<String> {
+        let me = self.node_id().to_owned();
+        let asks = self.members().into_iter().filter(|m| m.id != me).map(|m| {
+            let net = self.net().clone();
+            let msg = PeerMsg::WhereIs {
+                session: session.to_owned(),
+            };
+            Box::pin(async move {
+                match net
+                    .request(&m.id, m.peer_addr, msg, Duration::from_millis(500))
+                    .await
+                {
+                    Ok(PeerMsg::Owns { owned: true, .. }) => {
+                        Ok(format!("ws://{}/ws", m.player_addr))
+                    }
+                    _ => Err(()),
+                }
+            })
+        });
+        let asks: Vec<_> = asks.collect();
+        if asks.is_empty() {
+            return None;
+        }
+        futures_util::future::select_ok(asks)
+            .await
+            .ok()
+            .map(|(url, _)| url)
+    }
+
     /// A replica answered with a newer epoch: this node must stop serving `session`.
     pub fn report_fenced(&self, session: &str) {
         tracing::warn!(%session, node = %self.inner.node_id, "fenced: another node holds a newer epoch");
@@ -383,6 +414,10 @@ impl ClusterNode {
                 };
                 Some(PeerMsg::Vote { granted })
             }
+            PeerMsg::WhereIs { session } => {
+                let owned = self.registry.get(&session).is_some();
+                Some(PeerMsg::Owns { session, owned })
+            }
             PeerMsg::Activate { session, epoch } => {
                 self.replicas.fence(&session, epoch);
                 None
@@ -400,21 +435,31 @@ impl ClusterNode {
                 self.replicas.handle(&from, other)
             }
         };
-        if let Some(reply) = reply {
-            reply.send(answer.unwrap_or(PeerMsg::Error {
-                reason: "unsupported request".into(),
-            }));
+        let answer = answer.unwrap_or(PeerMsg::Error {
+            reason: "unsupported request".into(),
+        });
+        let activated = self.replicas.take_activated();
+        if activated.is_empty() {
+            if let Some(reply) = reply {
+                reply.send(answer);
+            }
+            return;
         }
-        for (session, doc) in self.replicas.take_activated() {
-            crate::metrics::handoff("in", "accepted");
-            let activator = self.activator.clone();
-            let source = self.handle.target(&from);
-            tokio::spawn(async move {
-                if let Err(e) = activator.activate(doc, source, "handoff").await {
+        // Accept the handoff only once the session serves here, so the old owner's
+        // `moved` never sends a player to a node that does not know the session yet.
+        let activator = self.activator.clone();
+        let source = self.handle.target(&from);
+        tokio::spawn(async move {
+            for (session, doc) in activated {
+                crate::metrics::handoff("in", "accepted");
+                if let Err(e) = activator.activate(doc, source.clone(), "handoff").await {
                     tracing::error!(%session, error = %e, "handed-over session did not start here");
                 }
-            });
-        }
+            }
+            if let Some(reply) = reply {
+                reply.send(answer);
+            }
+        });
     }
 }
 

@@ -22,7 +22,7 @@ use crate::{
         PROTOCOL_VERSION,
     },
     ratelimit::{RateLimiter, Verdict},
-    session::{Joined, Outbound, PlayerId, SessionError, SessionHandle, TokenHash},
+    session::{token_session, Joined, Outbound, PlayerId, SessionError, SessionHandle, TokenHash},
 };
 
 /// axum's own frame limit sits this far above ours, so an oversized frame
@@ -273,7 +273,15 @@ impl Connection {
                 let registry = self.app.registry.clone();
                 let conn = self.out.clone();
                 let result = match (session, game) {
-                    (Some(id), _) => registry.join(&id, name, conn).await,
+                    (Some(id), _) => {
+                        let r = registry.join(&id, name, conn).await;
+                        if matches!(r, Err(SessionError::UnknownSession(_))) {
+                            if let Some(flow) = self.elsewhere(Some(&id)).await {
+                                return flow;
+                            }
+                        }
+                        r
+                    }
                     (None, Some(game)) => registry.quick_match(&game, name, conn).await,
                     (None, None) => {
                         return self
@@ -290,6 +298,11 @@ impl Connection {
                         .await;
                 }
                 let result = self.app.registry.resume(&token, self.out.clone()).await;
+                if matches!(result, Err(SessionError::BadToken)) {
+                    if let Some(flow) = self.elsewhere(token_session(&token)).await {
+                        return flow;
+                    }
+                }
                 self.seated(result, Some(token)).await
             }
             ClientMsg::Input { data, seq, player } => {
@@ -359,6 +372,15 @@ impl Connection {
             }
             Err(e) => self.session_error(e, None).await,
         }
+    }
+
+    /// In a cluster, a session this node does not serve may live on another node: then
+    /// the player is told to go there (`moved`; a redirect, not a proxy). `None`: not found.
+    async fn elsewhere(&mut self, session: Option<&str>) -> Option<Flow> {
+        let cluster = self.app.cluster.clone()?;
+        let session = session?.to_owned();
+        let url = cluster.locate(&session).await?;
+        Some(self.send_flow(ServerMsg::Moved { session, url }).await)
     }
 
     async fn session_error(&mut self, e: SessionError, seq: Option<u64>) -> Flow {

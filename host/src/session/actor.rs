@@ -283,7 +283,7 @@ impl Actor {
         };
         // The seat exists before the effects are delivered so the join's own
         // view reaches the new player.
-        let token = new_token();
+        let token = new_token(&self.id);
         let token_hash = hash_token(&token);
         self.seats.insert(
             player,

@@ -53,9 +53,19 @@ pub fn hash_token(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// A fresh random 128-bit reconnect token, as 32 hex digits.
-pub fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+/// A fresh reconnect token for a seat in `session`: `<session>.<32 hex digits>` (128
+/// random bits). The session id in front lets any node of a cluster tell where to send the
+/// player; only the token's hash is ever stored.
+pub fn new_token(session: &str) -> String {
+    format!("{session}.{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+/// The session a token was issued for, if it carries one.
+pub fn token_session(token: &str) -> Option<&str> {
+    token
+        .split_once('.')
+        .map(|(s, _)| s)
+        .filter(|s| !s.is_empty())
 }
 
 /// A fresh session id: 12 random hex digits.
@@ -179,9 +189,12 @@ mod tests {
 
     #[test]
     fn tokens_are_random_hex_and_hash_stably() {
-        let (a, b) = (new_token(), new_token());
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        let (a, b) = (new_token("s1"), new_token("s1"));
+        let secret = a.strip_prefix("s1.").expect("session prefix");
+        assert_eq!(secret.len(), 32);
+        assert!(secret.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(token_session(&a), Some("s1"));
+        assert_eq!(token_session("0123abcd"), None);
         assert_ne!(a, b);
         assert_eq!(hash_token(&a), hash_token(&a.clone()));
         assert_ne!(hash_token(&a), hash_token(&b));

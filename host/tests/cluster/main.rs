@@ -7,3 +7,4 @@ mod common;
 mod drain;
 mod harness;
 mod membership;
+mod routing;
