@@ -5,7 +5,7 @@
 use axum::{extract::State, Json};
 use serde::Serialize;
 
-use super::node::{MemberView, NodeState};
+use super::node::{MemberView, NodeState, ReplicaView};
 use crate::gateway::AppState;
 
 /// The body of `GET /api/cluster`.
@@ -16,6 +16,8 @@ pub struct ClusterView {
     pub mode: &'static str,
     pub state: NodeState,
     pub members: Vec<MemberView>,
+    /// Copies of other nodes' sessions held here.
+    pub replicas: Vec<ReplicaView>,
 }
 
 pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
@@ -25,6 +27,7 @@ pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
             mode: "cluster",
             state: c.state(),
             members: c.member_views(),
+            replicas: c.replicas().await,
         },
         None => ClusterView {
             node: app.node_id.to_string(),
@@ -35,6 +38,7 @@ pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
                 NodeState::Serving
             },
             members: Vec::new(),
+            replicas: Vec::new(),
         },
     })
 }

@@ -9,6 +9,7 @@ pub mod drain;
 pub mod http;
 pub mod node;
 pub mod replicate;
+pub mod takeover;
 
 pub use config::ClusterConfig;
 pub use node::{ClusterHandle, ClusterNode, NodeState};

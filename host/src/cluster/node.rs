@@ -25,6 +25,7 @@ use tokio::{
 use super::{
     activate::Activator,
     replicate::{self, ReplicationHook},
+    takeover::{self, NodeCmd},
     ClusterConfig, ClusterError,
 };
 use crate::session::Registry;
@@ -60,6 +61,17 @@ struct Shared {
     /// Sessions this node learnt it no longer owns (a newer epoch exists elsewhere).
     fenced: broadcast::Sender<String>,
     replication: OnceLock<ReplicationHook>,
+    cmds: mpsc::UnboundedSender<NodeCmd>,
+}
+
+/// A replica held here, as `GET /api/cluster` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicaView {
+    pub session: String,
+    pub owner: String,
+    pub epoch: u64,
+    /// The copy's heads (hex, sorted, joined): equal on two reads = nothing arrived between.
+    pub heads: String,
 }
 
 /// A member as `GET /api/cluster` shows it.
@@ -148,6 +160,13 @@ impl ClusterHandle {
         tracing::info!(node = %self.inner.node_id, state = "draining", "node state");
     }
 
+    /// The replicas this node holds.
+    pub async fn replicas(&self) -> Vec<ReplicaView> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let _ = self.inner.cmds.send(NodeCmd::Replicas { reply });
+        rx.await.unwrap_or_default()
+    }
+
     /// The owner side of replication (set once the node has started).
     pub fn replication(&self) -> Option<&ReplicationHook> {
         self.inner.replication.get()
@@ -227,6 +246,11 @@ pub struct ClusterNode {
     votes_path: PathBuf,
     registry: Registry,
     started: Instant,
+    cmds: mpsc::UnboundedSender<NodeCmd>,
+    cmd_rx: mpsc::UnboundedReceiver<NodeCmd>,
+    /// Members at the last membership change, and the largest cluster seen (voters).
+    known: Vec<String>,
+    voters: usize,
 }
 
 impl ClusterNode {
@@ -290,6 +314,7 @@ impl ClusterNode {
         let started = Instant::now();
         let voter = Voter::new(cfg.lease(), started, load_votes(&votes_path));
 
+        let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let handle = ClusterHandle {
             inner: Arc::new(Shared {
                 node_id: node_id.clone(),
@@ -301,6 +326,7 @@ impl ClusterNode {
                 membership: Mutex::new(Some(membership)),
                 fenced: broadcast::channel(256).0,
                 replication: OnceLock::new(),
+                cmds: cmds.clone(),
             }),
         };
         tracing::info!(
@@ -327,6 +353,10 @@ impl ClusterNode {
             votes_path,
             registry,
             started,
+            cmds,
+            cmd_rx,
+            known: Vec::new(),
+            voters: 1,
         };
         let task = tokio::spawn(node.run());
         Ok((handle, task))
@@ -349,7 +379,9 @@ impl ClusterNode {
                         break;
                     }
                     self.check_joined();
+                    self.on_members();
                 }
+                Some(cmd) = self.cmd_rx.recv() => self.on_cmd(cmd),
                 _ = tokio::time::sleep_until(join_deadline), if self.handle.state() == NodeState::Joining => {
                     self.check_joined();
                 }
@@ -361,6 +393,134 @@ impl ClusterNode {
                 }
                 // Map the guard away at once: it is not Send.
                 _ = async { state.wait_for(|s| *s == NodeState::Stopped).await.is_ok() } => break,
+            }
+        }
+    }
+
+    /// Takeover trigger: for every node gone since the last change, claim the sessions it
+    /// owned whose replica is here, when this node ranks first for them.
+    fn on_members(&mut self) {
+        let now: Vec<String> = self.handle.members().into_iter().map(|m| m.id).collect();
+        self.voters = self.voters.max(now.len());
+        let gone: Vec<String> = self
+            .known
+            .iter()
+            .filter(|id| !now.contains(id))
+            .cloned()
+            .collect();
+        self.known = now;
+        if gone.is_empty() {
+            return;
+        }
+        let serving = self.handle.serving_nodes();
+        for session in self.replicas.sessions() {
+            let Some(doc) = self.replicas.doc(&session) else {
+                continue;
+            };
+            let Ok(meta) = doc.meta() else { continue };
+            if !gone.contains(&meta.owner_node) {
+                continue;
+            }
+            let first = minotaur_cluster::placement::rank(&session, &serving)
+                .first()
+                .map(|s| s.to_string());
+            if first.as_deref() != Some(self.handle.node_id()) {
+                continue;
+            }
+            let epoch = meta.epoch.max(self.replicas.epoch(&session).unwrap_or(0)) + 1;
+            tracing::info!(%session, owner = %meta.owner_node, epoch, "takeover: owner gone; claiming");
+            tokio::spawn(takeover::claim(
+                self.handle.clone(),
+                self.cmds.clone(),
+                session,
+                epoch,
+                meta.owner_node,
+                self.voters,
+            ));
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: NodeCmd) {
+        match cmd {
+            NodeCmd::Vote {
+                session,
+                epoch,
+                owner,
+                reply,
+            } => {
+                let ok = self.vote(&session, epoch, &owner, self.handle.node_id().to_owned());
+                let _ = reply.send(ok);
+            }
+            NodeCmd::Replicas { reply } => {
+                let mut out = Vec::new();
+                for session in self.replicas.sessions() {
+                    let epoch = self.replicas.epoch(&session).unwrap_or(0);
+                    let Some(doc) = self.replicas.doc(&session) else {
+                        continue;
+                    };
+                    let owner = doc.meta().map(|m| m.owner_node).unwrap_or_default();
+                    let mut heads: Vec<String> =
+                        doc.heads().iter().map(|h| h.to_string()).collect();
+                    heads.sort();
+                    out.push(ReplicaView {
+                        session,
+                        owner,
+                        epoch,
+                        heads: heads.join(","),
+                    });
+                }
+                let _ = reply.send(out);
+            }
+            NodeCmd::Promote { session, epoch } => {
+                let Some(mut doc) = self.replicas.take(&session) else {
+                    tracing::warn!(%session, "takeover: the replica is gone");
+                    return;
+                };
+                let Ok(mut meta) = doc.meta() else { return };
+                meta.owner_node = self.handle.node_id().to_owned();
+                meta.epoch = epoch;
+                doc.set_meta(&meta);
+                doc.commit();
+                self.replicas.fence(&session, epoch);
+                for m in self.handle.members() {
+                    if m.id != self.handle.node_id() {
+                        let msg = PeerMsg::Activate {
+                            session: session.clone(),
+                            epoch,
+                        };
+                        self.handle.net().tell(&m.id, m.peer_addr, msg);
+                    }
+                }
+                let source = self
+                    .handle
+                    .members()
+                    .into_iter()
+                    .find(|m| m.id != self.handle.node_id())
+                    .and_then(|m| self.handle.target(&m.id));
+                let activator = self.activator.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = activator.activate(doc, source, "takeover").await {
+                        tracing::error!(%session, error = %e, "taken-over session did not start");
+                    }
+                });
+            }
+        }
+    }
+
+    /// One vote (this node's own, or a peer's request), persisted before it counts.
+    fn vote(&mut self, session: &str, epoch: u64, owner: &str, candidate: String) -> bool {
+        match self.voter.vote(session, epoch, owner, Instant::now()) {
+            Ok(()) => match save_votes(&self.votes_path, self.voter.promised()) {
+                Ok(()) => true,
+                Err(e) => {
+                    // A vote that is not durable must not leave the node.
+                    tracing::error!(error = %e, "cannot persist a vote; refusing it");
+                    false
+                }
+            },
+            Err(why) => {
+                tracing::debug!(%session, epoch, %candidate, ?why, "vote refused");
+                false
             }
         }
     }
@@ -398,20 +558,7 @@ impl ClusterNode {
                 owner,
                 candidate,
             } => {
-                let granted = match self.voter.vote(&session, epoch, &owner, Instant::now()) {
-                    Ok(()) => match save_votes(&self.votes_path, self.voter.promised()) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            // A vote that is not durable must not leave the node.
-                            tracing::error!(error = %e, "cannot persist a vote; refusing it");
-                            false
-                        }
-                    },
-                    Err(why) => {
-                        tracing::debug!(%session, epoch, %candidate, ?why, "vote refused");
-                        false
-                    }
-                };
+                let granted = self.vote(&session, epoch, &owner, candidate);
                 Some(PeerMsg::Vote { granted })
             }
             PeerMsg::WhereIs { session } => {

@@ -259,6 +259,19 @@ impl TestCluster {
         Some(ids)
     }
 
+    /// The heads of node `i`'s replica of `session` ("" if it holds none).
+    pub async fn replica_changes(&self, i: usize, session: &str) -> String {
+        let Some(v) = self.get_json(i, "/api/cluster").await else {
+            return String::new();
+        };
+        v["replicas"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["session"] == session))
+            .and_then(|r| r["heads"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Log lines so far (all nodes, in arrival order).
     pub fn log_lines(&self) -> Vec<LogLine> {
         self.logs.lock().unwrap().clone()

@@ -8,3 +8,4 @@ mod drain;
 mod harness;
 mod membership;
 mod routing;
+mod takeover;
