@@ -17,7 +17,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::common::games_dir;
+use crate::common::{games_dir, games_dir_with};
 
 /// Waits until `cond` holds, polling every 20 ms; panics with `what` after `deadline`.
 /// Returns how long it took.
@@ -94,11 +94,25 @@ pub struct TestCluster {
     games: PathBuf,
     extra_args: Vec<String>,
     _root: tempfile::TempDir,
+    _games: Option<tempfile::TempDir>,
 }
 
 impl TestCluster {
     /// Starts `n` nodes (`n1`..`nN`) and waits for each to print its listening line.
     pub fn start(n: usize, extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_inner(n, None, extra_args)
+    }
+
+    /// Like [`TestCluster::start`], serving exactly `games` (test guests included).
+    pub fn start_with_games(n: usize, games: &[&str], extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_inner(n, Some(games_dir_with(games)), extra_args)
+    }
+
+    fn start_inner(
+        n: usize,
+        games_tmp: Option<tempfile::TempDir>,
+        extra_args: &[&str],
+    ) -> TestCluster {
         let root = tempfile::tempdir().expect("tempdir");
         let nodes = (1..=n)
             .map(|i| {
@@ -116,9 +130,13 @@ impl TestCluster {
         let mut c = TestCluster {
             nodes,
             logs: Arc::new(Mutex::new(Vec::new())),
-            games: games_dir(&["tictactoe"]),
+            games: games_tmp
+                .as_ref()
+                .map(|d| d.path().to_path_buf())
+                .unwrap_or_else(|| games_dir(&["tictactoe"])),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _root: root,
+            _games: games_tmp,
         };
         for i in 0..n {
             c.spawn(i);
@@ -270,6 +288,39 @@ impl TestCluster {
             .and_then(|r| r["heads"].as_str())
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// Every `activated session=S node=N epoch=E` line so far, as `(S, N, E)`.
+    pub fn activations(&self) -> Vec<(String, String, u64)> {
+        self.log_lines()
+            .iter()
+            .filter_map(|l| {
+                let rest = &l.text[l.text.find("activated session=")?..];
+                let field = |k: &str| {
+                    let v = &rest[rest.find(k)? + k.len()..];
+                    Some(v.split_whitespace().next()?.to_owned())
+                };
+                Some((
+                    field("session=")?,
+                    field("node=")?,
+                    field("epoch=")?.parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The invariant checker: panics if two different nodes were ever activated for the
+    /// same `(session, epoch)` — two owners at once.
+    pub fn assert_single_owner(&self) {
+        let mut seen: std::collections::HashMap<(String, u64), String> = Default::default();
+        for (s, n, e) in self.activations() {
+            if let Some(other) = seen.insert((s.clone(), e), n.clone()) {
+                assert_eq!(
+                    other, n,
+                    "session {s} epoch {e} activated on {other} and {n}"
+                );
+            }
+        }
     }
 
     /// Log lines so far (all nodes, in arrival order).

@@ -7,5 +7,6 @@ mod common;
 mod drain;
 mod harness;
 mod membership;
+mod rolling;
 mod routing;
 mod takeover;
