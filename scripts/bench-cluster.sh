@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Handoff figures on a 3-process cluster on loopback (docs/BENCHMARKS.md):
+#   scripts/bench-cluster.sh drain     1000 tictactoe sessions on node a, SIGTERM a, read its drain log
+#   scripts/bench-cluster.sh takeover  the same, kill -9 a, time until b + c serve every session
+# Needs target/release/minotaur (cargo build --release -p minotaur-host) and games/dist.
+# SESSIONS=n changes the count. Ports 7151-7153 (players), 7251-7253 (gossip), 7351-7353 (peer).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=$ROOT/target/release/minotaur
+GAMES=$ROOT/games/dist
+MODE=${1:-drain}
+N=${SESSIONS:-1000}
+W=$(mktemp -d)
+start() { # id port
+  local id=$1 p=$2
+  RUST_LOG=info,minotaur::activation=info $BIN serve --node-id $id --listen 127.0.0.1:$p \
+    --games-dir $GAMES --data-dir $W/$id \
+    --gossip-listen 127.0.0.1:$((p+100)) --peer-listen 127.0.0.1:$((p+200)) \
+    --seeds 127.0.0.1:7251,127.0.0.1:7252,127.0.0.1:7253 > $W/$id.out 2> $W/$id.err &
+  echo $! > $W/$id.pid
+}
+start a 7151; start b 7152; start c 7153
+for id in a b c; do
+  for i in $(seq 100); do grep -q "listening" $W/$id.out 2>/dev/null && break; sleep 0.1; done
+done
+for p in 7151 7152 7153; do
+  for i in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' 127.0.0.1:$p/readyz)" = 200 ] && break; sleep 0.1; done
+done
+echo "ready: $(for p in 7151 7152 7153; do curl -s 127.0.0.1:$p/readyz; echo -n ' '; done)"
+t0=$(date +%s.%N)
+for i in $(seq $N); do
+  curl -s -o /dev/null -X POST -H 'content-type: application/json' -d '{"game":"tictactoe"}' 127.0.0.1:7151/api/sessions
+done
+echo "created $N sessions in $(echo "$(date +%s.%N) - $t0" | bc) s; on a: $(curl -s 127.0.0.1:7151/api/sessions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+sleep 3
+t1=$(date +%s.%N)
+if [ "$MODE" = drain ]; then
+kill -TERM $(cat $W/a.pid)
+for i in $(seq 600); do kill -0 $(cat $W/a.pid) 2>/dev/null || break; sleep 0.1; done
+echo "node a exited after $(echo "$(date +%s.%N) - $t1" | bc) s"
+grep -a "drain" $W/a.err | sed 's/\x1b\[[0-9;]*m//g' | tail -3
+grep -a -o "pause_ms=[0-9]*" $W/a.err | cut -d= -f2 | sort -n | python3 -c '
+import sys
+v=[int(x) for x in sys.stdin]
+if v:
+    q=lambda p: v[min(len(v)-1,int(p*len(v)))]
+    print(f"handed over: {len(v)}; pause ms p50 {q(0.5)} p99 {q(0.99)} max {v[-1]}")
+'
+echo "on b: $(curl -s 127.0.0.1:7152/api/sessions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'), on c: $(curl -s 127.0.0.1:7153/api/sessions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+else
+kill -KILL $(cat $W/a.pid)
+count() { curl -s 127.0.0.1:$1/api/sessions | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo 0; }
+while :; do
+  nb=$(count 7152); nc=$(count 7153)
+  [ $((nb + nc)) -ge $N ] && break
+  [ $(echo "$(date +%s.%N) - $t1 > 60" | bc) = 1 ] && break
+  sleep 0.05
+done
+echo "after kill -9: b $nb + c $nc sessions serving, $(echo "$(date +%s.%N) - $t1" | bc) s"
+fi
+kill $(cat $W/b.pid) $(cat $W/c.pid)
+echo "logs in $W"
