@@ -104,7 +104,10 @@ async fn arena_migrates_live_to_v2() {
     assert!(v2_a["data"]["score"].as_u64().unwrap() >= score_a, "{v2_a}");
     assert_eq!(v2_a["data"]["boost_energy"], 3, "{v2_a}");
     a.clear();
-    a.input_ok(json!({"boost": true}), 1_000_000).await;
+    // Stand still while boosting: a coin picked up in the same tick would
+    // refill the energy to 3 and the view with 2 would never be sent.
+    a.input_ok(json!({"boost": true, "dir": [0.0, 0.0]}), 1_000_000)
+        .await;
     a.recv_until(|m| m["type"] == "view" && m["data"]["boost_energy"] == 2)
         .await;
     let sessions = node.admin_sessions().await;

@@ -106,9 +106,14 @@ async fn sigterm_loses_no_acknowledged_input() {
     let node = node.restart();
     let (mut c, _) = resume(&node, &token).await;
     let view = c.recv_type("view").await;
-    assert_eq!(
-        view["data"]["count"].as_u64(),
-        Some(acks),
+    // The promise is "no acknowledged input lost": every ack was sent only
+    // after its batch was durable, so the restored counter holds at least the
+    // acked inputs. Inputs applied and stored whose ack had not reached the
+    // client before the connection closed may be there too, but never more
+    // than were sent.
+    let count = view["data"]["count"].as_u64().expect("counter");
+    assert!(
+        count >= acks && count <= sent,
         "{acks} acks of {sent} inputs sent, but the restored counter is {view}"
     );
 }
