@@ -40,12 +40,23 @@ where
     }
 }
 
-/// A free loopback port for both TCP and UDP (best effort: nothing holds it afterwards).
+/// A free loopback port for both TCP and UDP. Ports come from a per-process counter (so two
+/// tests of this binary never pick the same one between the check and the node's bind),
+/// starting at a pid-dependent offset, and are checked free on both protocols.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 400) as u16 * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
@@ -210,7 +221,18 @@ impl TestCluster {
         });
         if rx.recv_timeout(Duration::from_secs(20)).is_err() {
             let _ = child.kill();
-            panic!("{} did not print its listening line", node.id);
+            std::thread::sleep(Duration::from_millis(100));
+            let tail: Vec<String> = self
+                .log_lines()
+                .into_iter()
+                .filter(|l| l.node == self.nodes[i].id)
+                .map(|l| l.text)
+                .collect();
+            panic!(
+                "{} did not print its listening line; its last log lines: {:#?}",
+                self.nodes[i].id,
+                &tail[tail.len().saturating_sub(8)..]
+            );
         }
         self.nodes[i].child = Some(child);
     }

@@ -162,18 +162,7 @@ async fn resume_anywhere(urls: &[String], token: &str) -> Client {
 }
 
 async fn try_connect(url: &str) -> Option<Client> {
-    let ok = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio_tungstenite::connect_async(url.to_owned()),
-    )
-    .await
-    .ok()?
-    .is_ok();
-    if ok {
-        Some(Client::connect_url(url, Enc::Json).await)
-    } else {
-        None
-    }
+    Client::try_connect_url(url, Enc::Json).await
 }
 
 /// One player sending `echo` inputs one at a time; follows `moved` and reconnects after a

@@ -285,10 +285,17 @@ impl Client {
 
     /// Connect to any node's websocket URL (e.g. one a `moved` message named).
     pub async fn connect_url(url: &str, enc: Enc) -> Client {
+        Client::try_connect_url(url, enc)
+            .await
+            .unwrap_or_else(|| panic!("websocket connect to {url}"))
+    }
+
+    /// Like [`Client::connect_url`], `None` when the node does not answer (it may be down).
+    pub async fn try_connect_url(url: &str, enc: Enc) -> Option<Client> {
         let (ws, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url))
             .await
-            .expect("connect in time")
-            .expect("websocket connect");
+            .ok()?
+            .ok()?;
         let mut c = Client {
             ws,
             enc,
@@ -298,7 +305,7 @@ impl Client {
         };
         // The server speaks JSON until the client's first frame.
         c.welcome = c.recv_until(|m| m["type"] == "welcome").await;
-        c
+        Some(c)
     }
 
     /// Send a message in this client's encoding.
