@@ -98,7 +98,11 @@ async fn resume_after_a_dropped_connection_gives_the_same_seat_and_view() {
         .cloned()
         .unwrap();
     let token = jx["token"].as_str().unwrap().to_owned();
-    assert_eq!(token.len(), 32);
+    // `<session>.<secret>`: the session routes the token cluster-wide, the
+    // 128-bit secret (32 hex digits) proves the seat.
+    let (token_session, secret) = token.split_once('.').expect("session.secret");
+    assert_eq!(token_session, session.as_str());
+    assert_eq!(secret.len(), 32, "{token}");
     x.input_ok(json!({"cell": 4}), 1).await;
     drop(x);
 
