@@ -15,7 +15,7 @@ use std::{
 use serde_json::{json, Value};
 
 use crate::{
-    common::{Client, Enc},
+    common::{Client, Enc, Incoming},
     harness::{wait_until, TestCluster},
 };
 
@@ -148,11 +148,18 @@ async fn resume_anywhere(urls: &[String], token: &str) -> Client {
             continue;
         };
         c.send(json!({"type": "resume", "token": token})).await;
-        let r = c
-            .recv_until(|m| {
-                ["joined", "moved", "error"].contains(&m["type"].as_str().unwrap_or(""))
-            })
-            .await;
+        // The node may be going away right now: a close is a retry, not a failure.
+        let r = loop {
+            match c.next(Duration::from_secs(5)).await {
+                Some(Incoming::Msg(m))
+                    if ["joined", "moved", "error"].contains(&m["type"].as_str().unwrap_or("")) =>
+                {
+                    break m
+                }
+                Some(Incoming::Msg(_)) => {}
+                _ => break Value::Null,
+            }
+        };
         match r["type"].as_str() {
             Some("joined") => return c,
             Some("moved") => next = r["url"].as_str().map(str::to_owned),
@@ -182,7 +189,7 @@ async fn bot(
             .await;
         let answer: Option<Value> = loop {
             match c.next(Duration::from_secs(5)).await {
-                Some(crate::common::Incoming::Msg(m)) => {
+                Some(Incoming::Msg(m)) => {
                     let t = m["type"].as_str().unwrap_or("");
                     if (t == "ack" || t == "error") && m["seq"] == seq || t == "moved" {
                         break Some(m);
