@@ -194,3 +194,8 @@ macro_rules! export_game {
         };
     };
 }
+
+/// The README's game snippet is compiled and run as a doc test, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
