@@ -27,6 +27,7 @@ ctx=target/docker-ctx
 rm -rf "$ctx"
 mkdir -p "$ctx/dist/games" "$ctx/dist/data"
 cp target/x86_64-unknown-linux-musl/release/minotaur "$ctx/dist/minotaur"
+strip "$ctx/dist/minotaur"  # the release profile keeps line tables for backtraces
 cp games/dist/tictactoe.wasm games/dist/arena.wasm "$ctx/dist/games/"
 cp Dockerfile "$ctx/Dockerfile"
 docker build -q --target local --build-arg "MINOTAUR_RELEASE=$release" -t "$tag" "$ctx" >/dev/null

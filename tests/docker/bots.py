@@ -94,14 +94,20 @@ class Bot:
             self.pending.pop(msg.get("seq"), None)
 
     async def join(self, session=None):
-        await self.connect()
         msg = {"type": "join", "name": self.name}
         if session:
             msg["session"] = session
         else:
             msg["game"] = self.game
-        await self.send(msg)
-        joined = await self.recv(lambda m: m.get("type") in ("joined", "error"))
+        url = None
+        for _ in range(5):  # follow `moved` redirects to the node that serves the session
+            await self.connect(url)
+            await self.send(msg)
+            joined = await self.recv(lambda m: m.get("type") in ("joined", "moved", "error"))
+            if joined["type"] != "moved":
+                break
+            await self.ws.close()
+            url, self.url_hint = joined["url"], None
         if joined["type"] != "joined":
             raise RuntimeError(f"{self.name}: join failed: {joined}")
         self.token, self.session, self.player = joined["token"], joined["session"], joined["player"]
