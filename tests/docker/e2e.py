@@ -166,14 +166,32 @@ async def run():
     lost = {b.session for b in bots if not b.ended} - after
     assert not lost, f"sessions lost in the upgrade: {lost}"
 
+    upgrade_gaps = [max(b.gaps) for b in bots if b.gaps and b.game == "arena"]
+    print(json.dumps({
+        "phase": "rolling upgrade", "sessions_before": len(before),
+        "sessions_after": len(after), "acked_inputs": sum(b.acked for b in bots),
+        "redirects": sum(b.redirects for b in bots),
+        "reconnects": sum(b.reconnects for b in bots),
+        "pause_s": {"p50": round(pct(upgrade_gaps, 50), 3),
+                    "p99": round(pct(upgrade_gaps, 99), 3),
+                    "max": round(max(upgrade_gaps or [0]), 3)},
+    }), flush=True)
+
     # Crash one node: its sessions must come back on the others.
     victim = nodes[0]
     victim_sessions = session_ids(victim.sessions())
     sh("docker", "kill", victim.name)
     t0 = time.monotonic()
     rest = nodes[1:]
-    await asyncio.to_thread(wait_until, "takeover", lambda: victim_sessions <= set().union(
-        *[session_ids(n.sessions()) for n in rest]), 30)
+    def served_elsewhere():
+        return set().union(*[session_ids(n.sessions()) for n in rest])
+    try:
+        await asyncio.to_thread(wait_until, "takeover",
+                                lambda: victim_sessions <= served_elsewhere(), 60)
+    except TimeoutError:
+        missing = victim_sessions - served_elsewhere()
+        raise AssertionError(f"{len(missing)} of {len(victim_sessions)} sessions of the "
+                             f"killed node never came back: {sorted(missing)}")
     takeover = time.monotonic() - t0
     for b in bots:
         b.urls[:] = [n.url for n in rest]
