@@ -248,8 +248,9 @@ pub struct ClusterNode {
     started: Instant,
     cmds: mpsc::UnboundedSender<NodeCmd>,
     cmd_rx: mpsc::UnboundedReceiver<NodeCmd>,
-    /// Members at the last membership change, and the largest cluster seen (voters).
-    known: Vec<String>,
+    /// Members at the last membership change (with their status then), and the size of
+    /// the electorate: the largest cluster seen, less the nodes that left after draining.
+    known: Vec<(String, NodeStatus)>,
     voters: usize,
 }
 
@@ -400,15 +401,29 @@ impl ClusterNode {
     /// Takeover trigger: for every node gone since the last change, claim the sessions it
     /// owned whose replica is here, when this node ranks first for them.
     fn on_members(&mut self) {
-        let now: Vec<String> = self.handle.members().into_iter().map(|m| m.id).collect();
-        self.voters = self.voters.max(now.len());
-        let gone: Vec<String> = self
+        let members: Vec<(String, NodeStatus)> = self
+            .handle
+            .members()
+            .into_iter()
+            .map(|m| (m.id, m.status))
+            .collect();
+        let now: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
+        let departed: Vec<&(String, NodeStatus)> = self
             .known
             .iter()
-            .filter(|id| !now.contains(id))
-            .cloned()
+            .filter(|(id, _)| !now.contains(id))
             .collect();
-        self.known = now;
+        // A node that disappears while draining has handed its sessions over and exits:
+        // it leaves the electorate. Without this, every start-first rolling upgrade grows
+        // the electorate for good (4 nodes seen at once with 3 serving), and a later crash
+        // leaves too few voters for any takeover majority.
+        let drained = departed
+            .iter()
+            .filter(|(_, status)| *status != NodeStatus::Serving)
+            .count();
+        let gone: Vec<String> = departed.into_iter().map(|(id, _)| id.clone()).collect();
+        self.voters = self.voters.saturating_sub(drained).max(now.len());
+        self.known = members;
         if gone.is_empty() {
             return;
         }
