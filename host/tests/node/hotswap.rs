@@ -14,6 +14,15 @@ fn wasm(module: &str) -> Vec<u8> {
     std::fs::read(module_path(module)).expect("module bytes")
 }
 
+/// Points a bot tours when it sees no coin (the map is 1000 × 1000 and a
+/// player sees 200 units around it).
+const WAYPOINTS: [(f64, f64); 4] = [
+    (250.0, 250.0),
+    (750.0, 250.0),
+    (750.0, 750.0),
+    (250.0, 750.0),
+];
+
 /// Steer towards the nearest visible coin until scoring `target` (then tell
 /// `scored`), keep going until `swapped`, then wait for `rules` 2 and a v2
 /// view on the same connection. Returns the last v1 score and the v2 view.
@@ -26,6 +35,7 @@ async fn bot(
     let mut seq = 0;
     let mut score = 0;
     let mut scored = Some(scored);
+    let mut waypoint = 0;
     while !*swapped.borrow() {
         let view = tokio::select! {
             v = c.recv_type("view") => v,
@@ -50,11 +60,19 @@ async fn bot(
                 .filter_map(|c| Some((c["x"].as_f64()? - x, c["y"].as_f64()? - y)))
                 .min_by(|a, b| a.0.hypot(a.1).total_cmp(&b.0.hypot(b.1)))
         });
-        if let Some((dx, dy)) = nearest {
-            seq += 1;
-            c.send(json!({"type": "input", "data": {"dir": [dx, dy]}, "seq": seq}))
-                .await;
-        }
+        // No coin in sight: tour the map so the view keeps changing (a bot
+        // standing still gets no views, and waiting for one would time out).
+        let (dx, dy) = nearest.unwrap_or_else(|| {
+            let (wx, wy) = WAYPOINTS[waypoint];
+            if (wx - x).hypot(wy - y) < 20.0 {
+                waypoint = (waypoint + 1) % WAYPOINTS.len();
+            }
+            let (wx, wy) = WAYPOINTS[waypoint];
+            (wx - x, wy - y)
+        });
+        seq += 1;
+        c.send(json!({"type": "input", "data": {"dir": [dx, dy]}, "seq": seq}))
+            .await;
     }
     let rules = c.recv_type("rules").await;
     assert_eq!(rules["rules_version"], 2, "{rules}");
