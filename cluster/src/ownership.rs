@@ -94,6 +94,23 @@ impl Lease {
         taken.to_vec()
     }
 
+    /// The electorate changed size (nodes joined, or left after draining).
+    pub fn set_voters(&mut self, voters: usize) {
+        self.voters = voters.max(1);
+    }
+
+    /// `session` is known to run elsewhere at `epoch` (a replica refused our sync as
+    /// fenced, or a peer serves it at a newer epoch after our restart).
+    pub fn mark_lost(&mut self, session: &str, epoch: u64) {
+        let e = self.lost.entry(session.to_string()).or_insert(epoch);
+        *e = (*e).max(epoch);
+    }
+
+    /// Was `session`, held here at `epoch`, taken over at a newer epoch?
+    pub fn is_lost(&self, session: &str, epoch: u64) -> bool {
+        self.lost.get(session).is_some_and(|&e| e > epoch)
+    }
+
     /// When the lease (a majority of unexpired grants) runs out; `None` without a majority.
     pub fn valid_until(&self) -> Option<Instant> {
         let mut ends: Vec<Instant> = self.grants.values().copied().collect();
@@ -108,7 +125,7 @@ impl Lease {
 
     /// Rules 1–3 together: may this node, holding `epoch` of `session`, apply a batch now?
     pub fn may_serve(&self, session: &str, epoch: u64, now: Instant) -> bool {
-        self.is_valid(now) && self.lost.get(session).is_none_or(|&e| e <= epoch)
+        self.is_valid(now) && !self.is_lost(session, epoch)
     }
 }
 
@@ -152,11 +169,17 @@ impl Voter {
     }
 
     /// Grants `node` a lease at `now`: returns its length and the sessions voted away from it.
+    ///
+    /// The taken list is repeated in every grant (not handed out once): a grant whose reply
+    /// is lost on the way must not leave the old owner unaware that it lost a session.
     pub fn grant(&mut self, node: &str, now: Instant) -> (Duration, Vec<(String, u64)>) {
         let promise = now + self.cfg.lease + self.cfg.margin;
         let e = self.promises.entry(node.to_string()).or_insert(promise);
         *e = (*e).max(promise);
-        (self.cfg.lease, self.taken.remove(node).unwrap_or_default())
+        (
+            self.cfg.lease,
+            self.taken.get(node).cloned().unwrap_or_default(),
+        )
     }
 
     /// A vote for `candidate` taking `session` from `owner` at `epoch`.
@@ -323,6 +346,24 @@ mod tests {
         assert!(lease.is_valid(t1));
         assert!(!lease.may_serve("s", 1, t1), "s was taken at epoch 2");
         assert!(lease.may_serve("other", 1, t1));
+    }
+
+    #[test]
+    fn a_lost_grant_reply_does_not_hide_a_takeover() {
+        let t0 = Instant::now();
+        let mut v = Voter::new(cfg(), t0 - ms(10_000), HashMap::new());
+        assert!(v.vote("s", 2, "o", t0).is_ok());
+        // The first grant's reply never reaches o; the next one still names s.
+        let _lost = v.grant("o", t0 + ms(10));
+        let (_, taken) = v.grant("o", t0 + ms(20));
+        assert_eq!(taken, vec![("s".to_string(), 2)]);
+        // Taken at epoch 2, s may be handed back to o later at a newer epoch.
+        let mut lease = Lease::new(cfg(), 1);
+        lease.on_granted("v", t0 + ms(20), ms(1000), &taken);
+        assert!(!lease.may_serve("s", 1, t0 + ms(30)));
+        assert!(lease.may_serve("s", 3, t0 + ms(30)));
+        lease.mark_lost("s", 4);
+        assert!(lease.is_lost("s", 3));
     }
 
     /// Exhaustive over a grid of timings: whenever a takeover gathers a majority at time `t`,

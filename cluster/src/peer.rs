@@ -126,6 +126,10 @@ pub enum PeerMsg {
     Owns {
         session: String,
         owned: bool,
+        /// The newest epoch the answering node knows for the session (the one it serves
+        /// it at, or its replica's); 0 if none.
+        #[serde(default)]
+        epoch: u64,
     },
     /// The request could not be served (a bug or an unknown request kind).
     Error {

@@ -142,11 +142,19 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if catalog.is_empty() {
         tracing::warn!(dir = %config.games_dir.display(), "no games loaded");
     }
+    // In a cluster, sessions (restored ones too) serve only under the ownership lease.
+    let gate = config
+        .cluster
+        .enabled()
+        .then(|| cluster::LeaseGate::new(config.cluster.lease()));
     let persist = Persist {
         writer: StoreWriter::start(store),
         node_id: node_id.clone().into(),
         max_snapshot_bytes: config.max_snapshot_bytes,
         compaction: CompactionPolicy::default(),
+        gate: gate
+            .clone()
+            .map(|g| g as Arc<dyn minotaur_host::session::gate::OwnerGate>),
     };
     let registry = Registry::new(catalog, config.max_sessions, persist);
     recovery::restore_all(&registry, &runtime)
@@ -169,6 +177,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             &config.data_dir,
             registry.clone(),
             runtime.clone(),
+            gate.clone().expect("cluster mode has a gate"),
         )
         .await
         .context("starting the cluster node")?;

@@ -144,6 +144,10 @@ pub enum ErrorCode {
     Rejected,
     SessionEnded,
     SessionFailed,
+    /// The session now runs on another node (resume there with the token).
+    SessionMoved,
+    /// This node is draining: it takes no new sessions.
+    Draining,
     Overloaded,
     BadRequest,
     Internal,
@@ -167,6 +171,8 @@ impl ErrorCode {
             ErrorCode::Rejected => "rejected",
             ErrorCode::SessionEnded => "session_ended",
             ErrorCode::SessionFailed => "session_failed",
+            ErrorCode::SessionMoved => "session_moved",
+            ErrorCode::Draining => "draining",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Internal => "internal",

@@ -7,11 +7,13 @@ pub mod activate;
 pub mod config;
 pub mod drain;
 pub mod http;
+pub mod lease;
 pub mod node;
 pub mod replicate;
 pub mod takeover;
 
 pub use config::ClusterConfig;
+pub use lease::LeaseGate;
 pub use node::{ClusterHandle, ClusterNode, NodeState};
 
 /// Errors of starting or running the cluster side of a node.

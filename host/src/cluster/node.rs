@@ -17,13 +17,14 @@ use minotaur_cluster::{
 };
 use serde::Serialize;
 use tokio::{
-    sync::{broadcast, mpsc, watch, Mutex},
+    sync::{mpsc, watch, Mutex},
     task::JoinHandle,
     time::Instant,
 };
 
 use super::{
     activate::Activator,
+    lease::LeaseGate,
     replicate::{self, ReplicationHook},
     takeover::{self, NodeCmd},
     ClusterConfig, ClusterError,
@@ -58,8 +59,8 @@ struct Shared {
     members: watch::Receiver<Vec<Member>>,
     state: watch::Sender<NodeState>,
     membership: Mutex<Option<Membership>>,
-    /// Sessions this node learnt it no longer owns (a newer epoch exists elsewhere).
-    fenced: broadcast::Sender<String>,
+    /// The ownership lease and fencing every session actor checks.
+    gate: Arc<LeaseGate>,
     replication: OnceLock<ReplicationHook>,
     cmds: mpsc::UnboundedSender<NodeCmd>,
 }
@@ -215,14 +216,14 @@ impl ClusterHandle {
     }
 
     /// A replica answered with a newer epoch: this node must stop serving `session`.
-    pub fn report_fenced(&self, session: &str) {
-        tracing::warn!(%session, node = %self.inner.node_id, "fenced: another node holds a newer epoch");
-        let _ = self.inner.fenced.send(session.to_owned());
+    pub fn report_fenced(&self, session: &str, epoch: u64) {
+        tracing::warn!(%session, epoch, node = %self.inner.node_id, "fenced: another node holds a newer epoch");
+        self.inner.gate.mark_lost(session, epoch);
     }
 
-    /// Sessions reported by [`ClusterHandle::report_fenced`] from now on.
-    pub fn watch_fenced(&self) -> broadcast::Receiver<String> {
-        self.inner.fenced.subscribe()
+    /// The ownership lease gate.
+    pub fn gate(&self) -> &Arc<LeaseGate> {
+        &self.inner.gate
     }
 
     /// Leave gracefully: gossip `leaving` for a few rounds, then stop gossip and peer links.
@@ -264,6 +265,7 @@ impl ClusterNode {
         data_dir: &Path,
         registry: Registry,
         runtime: minotaur_runtime::Runtime,
+        gate: Arc<LeaseGate>,
     ) -> Result<(ClusterHandle, JoinHandle<()>), ClusterError> {
         let sessions_store = registry.persist().writer.store().clone();
         let modules: Arc<dyn ModuleSource> = Arc::new(sessions_store.clone());
@@ -325,7 +327,7 @@ impl ClusterNode {
                 net,
                 state: watch::channel(NodeState::Joining).0,
                 membership: Mutex::new(Some(membership)),
-                fenced: broadcast::channel(256).0,
+                gate: gate.clone(),
                 replication: OnceLock::new(),
                 cmds: cmds.clone(),
             }),
@@ -337,6 +339,7 @@ impl ClusterNode {
             seeds = ?handle.config().seeds,
             "cluster node started"
         );
+        gate.attach(handle.clone());
         let hook = replicate::start(handle.clone(), sessions_store);
         registry.persist().writer.set_tap(hook.tap());
         let _ = handle.inner.replication.set(hook);
@@ -367,6 +370,8 @@ impl ClusterNode {
         let mut members = self.handle.watch_members();
         let mut state = self.handle.watch_state();
         let mut load_tick = tokio::time::interval(Duration::from_millis(500));
+        let mut renew = tokio::time::interval(self.handle.gate().renew_every());
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let join_deadline = self.started + self.handle.config().join_timeout();
         self.check_joined();
         loop {
@@ -385,6 +390,11 @@ impl ClusterNode {
                 Some(cmd) = self.cmd_rx.recv() => self.on_cmd(cmd),
                 _ = tokio::time::sleep_until(join_deadline), if self.handle.state() == NodeState::Joining => {
                     self.check_joined();
+                }
+                _ = renew.tick(), if self.handle.state() != NodeState::Joining => {
+                    let own = self.voter.grant(self.handle.node_id(), Instant::now());
+                    let handle = self.handle.clone();
+                    tokio::spawn(async move { handle.gate().clone().renew(&handle, own).await });
                 }
                 _ = load_tick.tick() => {
                     let load = self.registry.len() as u64;
@@ -423,6 +433,7 @@ impl ClusterNode {
             .count();
         let gone: Vec<String> = departed.into_iter().map(|(id, _)| id.clone()).collect();
         self.voters = self.voters.saturating_sub(drained).max(now.len());
+        self.handle.gate().set_voters(self.voters);
         self.known = members;
         if gone.is_empty() {
             return;
@@ -553,6 +564,7 @@ impl ClusterNode {
             }
             self.handle.inner.state.send_replace(NodeState::Serving);
             tracing::info!(node = %self.handle.node_id(), others, state = "serving", "node state");
+            tokio::spawn(restart_check(self.handle.clone(), self.registry.clone()));
         }
     }
 
@@ -577,8 +589,17 @@ impl ClusterNode {
                 Some(PeerMsg::Vote { granted })
             }
             PeerMsg::WhereIs { session } => {
-                let owned = self.registry.get(&session).is_some();
-                Some(PeerMsg::Owns { session, owned })
+                let served = self.registry.get(&session).map(|h| h.status());
+                let owned = served.as_ref().is_some_and(|s| !s.ended);
+                let epoch = served
+                    .map(|s| s.epoch)
+                    .unwrap_or(0)
+                    .max(self.replicas.epoch(&session).unwrap_or(0));
+                Some(PeerMsg::Owns {
+                    session,
+                    owned,
+                    epoch,
+                })
             }
             PeerMsg::Activate { session, epoch } => {
                 self.replicas.fence(&session, epoch);
@@ -623,6 +644,68 @@ impl ClusterNode {
             }
         });
     }
+}
+
+/// Fencing after a restart: before this node's sessions may serve, every session it holds
+/// is checked against what the other members know; one that another node serves, or holds
+/// a replica of, at a newer epoch was taken over while this node was down and is dropped
+/// here. Then the gate opens (sessions still need a majority lease to serve).
+async fn restart_check(cluster: ClusterHandle, registry: Registry) {
+    let me = cluster.node_id().to_owned();
+    let peers: Vec<Member> = cluster
+        .members()
+        .into_iter()
+        .filter(|m| m.id != me)
+        .collect();
+    let mine: Vec<(String, u64)> = registry
+        .list(None)
+        .into_iter()
+        .filter_map(|info| {
+            let h = registry.get(&info.id)?;
+            Some((info.id, h.status().epoch))
+        })
+        .collect();
+    let net = cluster.net();
+    let asks = mine.iter().flat_map(|(session, _)| {
+        peers.iter().map(move |m| {
+            let net = net.clone();
+            let msg = PeerMsg::WhereIs {
+                session: session.clone(),
+            };
+            async move {
+                match net
+                    .request(&m.id, m.peer_addr, msg, Duration::from_secs(1))
+                    .await
+                {
+                    Ok(PeerMsg::Owns { session, epoch, .. }) => Some((session, epoch)),
+                    _ => None,
+                }
+            }
+        })
+    });
+    let mut newest: HashMap<String, u64> = HashMap::new();
+    for (session, epoch) in futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        let e = newest.entry(session).or_default();
+        *e = (*e).max(epoch);
+    }
+    let mut dropped = 0;
+    for (session, epoch) in &mine {
+        if let Some(&newer) = newest.get(session).filter(|&&e| e > *epoch) {
+            tracing::warn!(%session, epoch, newer, "taken over while this node was down; dropping the stale copy");
+            cluster.gate().mark_lost(session, newer);
+            dropped += 1;
+        }
+    }
+    tracing::info!(
+        sessions = mine.len(),
+        dropped,
+        "restart check done; ownership gate open"
+    );
+    cluster.gate().open();
 }
 
 /// The IP other nodes reach this one at (see `--cluster-host`).

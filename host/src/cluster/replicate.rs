@@ -286,13 +286,13 @@ async fn sync_dirty(cluster: &ClusterHandle, mirrors: &mut HashMap<String, Mirro
             Ok(behind) => m.dirty = !behind.is_empty(),
             Err(ReplicationError::Fenced { epoch, .. }) => {
                 tracing::warn!(%session, epoch, "a replica knows a newer owner: this copy is fenced");
-                fenced.push(session.clone());
+                fenced.push((session.clone(), epoch));
             }
             Err(e) => tracing::debug!(%session, error = %e, "sync failed; retrying next interval"),
         }
     }
-    for s in fenced {
+    for (s, epoch) in fenced {
         mirrors.remove(&s);
-        cluster.report_fenced(&s);
+        cluster.report_fenced(&s, epoch);
     }
 }

@@ -23,6 +23,7 @@ use tokio::{
 };
 
 use super::{
+    gate::Admission,
     handle::{Command, SessionHandle},
     hash_token, new_token, Joined, Outbound, Persist, PlayerId, SessionError, SessionStatus,
     SwapFailure, TokenHash,
@@ -72,11 +73,13 @@ pub fn spawn(
         ended: false,
         rules_version: info.rules_version,
         tick: 0,
+        epoch: durable::PLACEHOLDER_EPOCH,
     });
     let (tx, rx) = mpsc::channel(MAILBOX);
     let doc = SessionDoc::new(&durable::new_meta(&id, &game, &persist, seed));
     let mut actor = Actor {
         id: id.clone(),
+        epoch: durable::PLACEHOLDER_EPOCH,
         rules_version: info.rules_version,
         max_players: info.max_players,
         game: game.clone(),
@@ -147,6 +150,9 @@ enum Work {
 
 struct Actor {
     id: String,
+    /// The ownership epoch this node holds the session at (fixed for the actor's life:
+    /// a handoff or takeover starts a new actor elsewhere).
+    epoch: u64,
     game: Game,
     rules_version: u32,
     max_players: u32,
@@ -191,6 +197,9 @@ impl Actor {
                 },
                 () = self.ticker.wait() => Work::Tick,
             };
+            if !self.admitted().await {
+                break;
+            }
             stop |= self.apply(first);
             let mut n = 1;
             while n < MAX_BATCH && !stop && !self.ended {
@@ -215,6 +224,66 @@ impl Actor {
             // Other commands' reply senders drop here: their callers get `Ended`.
         }
         tracing::info!(session = %self.id, ended = self.ended, "session stopped");
+    }
+
+    /// Asks the cluster's gate before a batch: serve, hold the batch while this node has no
+    /// valid lease (the players see a pause), or — taken over elsewhere at a newer epoch —
+    /// send the players to the new owner and stop (`false`; the stale copy is dropped).
+    async fn admitted(&mut self) -> bool {
+        let Some(gate) = self.persist.gate.clone() else {
+            return true;
+        };
+        let mut changed = gate.subscribe();
+        let mut paused: Option<Instant> = None;
+        loop {
+            changed.borrow_and_update();
+            match gate.check(&self.id, self.epoch) {
+                Admission::Serve => {
+                    if let Some(since) = paused {
+                        tracing::info!(session = %self.id, paused_ms = since.elapsed().as_millis() as u64, "lease back; session resumes");
+                    }
+                    return true;
+                }
+                Admission::Lost => {
+                    self.fenced(gate.locate(&self.id).await).await;
+                    return false;
+                }
+                Admission::Wait => {
+                    if paused.is_none() {
+                        tracing::warn!(session = %self.id, epoch = self.epoch, "no ownership lease; session paused");
+                        paused = Some(Instant::now());
+                    }
+                    if changed.changed().await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Another node serves this session at a newer epoch: nothing more happens here. The
+    /// players are sent there (or, if it cannot be found yet, disconnected so that they
+    /// resume through any node) and this node's stale copy is removed.
+    async fn fenced(&mut self, url: Option<String>) {
+        tracing::warn!(session = %self.id, epoch = self.epoch, url = ?url, "fenced: served elsewhere at a newer epoch; stopping here");
+        crate::metrics::handoff("out", "fenced");
+        let msg = match url {
+            Some(url) => ServerMsg::Moved {
+                session: self.id.clone(),
+                url,
+            },
+            None => ServerMsg::error(
+                ErrorCode::SessionMoved,
+                "the session moved to another node; resume there with your token",
+                None,
+            ),
+        };
+        for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
+            conn.send(msg.clone());
+        }
+        // Pending replies are dropped unanswered: nothing of this copy is acknowledged.
+        self.pending.clear();
+        self.ended = true;
     }
 
     /// Apply one unit of work; `true` asks the loop to stop.
@@ -561,6 +630,7 @@ impl Actor {
             ended: self.ended,
             rules_version: self.rules_version,
             tick: self.ticker.n,
+            epoch: self.epoch,
         });
     }
 

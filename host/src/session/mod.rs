@@ -4,6 +4,7 @@
 //! handles; nothing outside this module sees a session's state.
 
 pub mod actor;
+pub mod gate;
 pub mod handle;
 pub mod persist;
 pub mod recovery;
@@ -32,6 +33,8 @@ pub struct Persist {
     /// A guest snapshot larger than this is a guest failure (`snapshot_too_large`).
     pub max_snapshot_bytes: usize,
     pub compaction: minotaur_state::CompactionPolicy,
+    /// The cluster's ownership gate, checked before every batch; `None` alone.
+    pub gate: Option<Arc<dyn gate::OwnerGate>>,
 }
 
 /// Why one session did not move to new rules; it stays on the old ones.
@@ -135,6 +138,8 @@ pub struct SessionStatus {
     pub ended: bool,
     pub rules_version: u32,
     pub tick: u64,
+    /// The ownership epoch this node runs the session at.
+    pub epoch: u64,
 }
 
 impl SessionStatus {

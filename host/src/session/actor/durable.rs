@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// The ownership epoch written until the cluster assigns real ones.
-const PLACEHOLDER_EPOCH: u64 = 1;
+pub(super) const PLACEHOLDER_EPOCH: u64 = 1;
 
 /// The meta of a brand-new session.
 pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> SessionMeta {
@@ -96,12 +96,14 @@ pub fn resume_stored(
         ended: false,
         rules_version: meta.rules_version,
         tick: meta.tick,
+        epoch: meta.epoch.max(PLACEHOLDER_EPOCH),
     });
     let (tx, rx) = mpsc::channel(MAILBOX);
     let mut ticker = Ticker::new(meta.tick_hz);
     ticker.n = meta.tick;
     let mut actor = Actor {
         id: meta.session.clone(),
+        epoch: meta.epoch.max(PLACEHOLDER_EPOCH),
         rules_version: meta.rules_version,
         max_players: info.max_players,
         game: game.clone(),
