@@ -77,6 +77,8 @@ pub struct ClusterNodeProc {
     pub gossip: SocketAddr,
     pub peer: SocketAddr,
     pub data_dir: PathBuf,
+    /// The network namespace the node runs in (see [`NetLab`]); `None`: loopback.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -104,6 +106,8 @@ pub struct TestCluster {
     pub logs: Arc<Mutex<Vec<LogLine>>>,
     games: PathBuf,
     extra_args: Vec<String>,
+    /// Dropped after the nodes (fields drop in order), so namespaces outlive their processes.
+    pub lab: Option<NetLab>,
     _root: tempfile::TempDir,
     _games: Option<tempfile::TempDir>,
 }
@@ -117,6 +121,41 @@ impl TestCluster {
     /// Like [`TestCluster::start`], serving exactly `games` (test guests included).
     pub fn start_with_games(n: usize, games: &[&str], extra_args: &[&str]) -> TestCluster {
         TestCluster::start_inner(n, Some(games_dir_with(games)), extra_args)
+    }
+
+    /// Like [`TestCluster::start_with_games`], each node in a network namespace of its own
+    /// (a [`NetLab`]), so that tests can cut links between nodes. Needs root.
+    pub fn start_in_netns(n: usize, games: &[&str], extra_args: &[&str]) -> TestCluster {
+        let lab = NetLab::new(n);
+        let games_tmp = games_dir_with(games);
+        let root = tempfile::tempdir().expect("tempdir");
+        let nodes = (1..=n)
+            .map(|i| {
+                let ip = lab.ip(i - 1);
+                ClusterNodeProc {
+                    id: format!("n{i}"),
+                    addr: format!("{ip}:7878").parse().unwrap(),
+                    gossip: format!("{ip}:7946").parse().unwrap(),
+                    peer: format!("{ip}:7947").parse().unwrap(),
+                    data_dir: root.path().join(format!("n{i}")),
+                    netns: Some(lab.netns(i - 1)),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut c = TestCluster {
+            nodes,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            games: games_tmp.path().to_path_buf(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            lab: Some(lab),
+            _root: root,
+            _games: Some(games_tmp),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
     }
 
     fn start_inner(
@@ -134,6 +173,7 @@ impl TestCluster {
                     gossip: format!("{ip}:{}", free_port()).parse().unwrap(),
                     peer: format!("{ip}:{}", free_port()).parse().unwrap(),
                     data_dir: root.path().join(format!("n{i}")),
+                    netns: None,
                     child: None,
                 }
             })
@@ -146,6 +186,7 @@ impl TestCluster {
                 .map(|d| d.path().to_path_buf())
                 .unwrap_or_else(|| games_dir(&["tictactoe"])),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            lab: None,
             _root: root,
             _games: games_tmp,
         };
@@ -165,7 +206,17 @@ impl TestCluster {
             .map(|(_, n)| n.gossip.to_string())
             .collect();
         let node = &self.nodes[i];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
+        let bin = env!("CARGO_BIN_EXE_minotaur");
+        let mut cmd = match &node.netns {
+            // `ip netns exec` execs the binary: the child's pid is the node's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .arg("serve")
             .args(["--listen", &node.addr.to_string()])
             .arg("--games-dir")
@@ -348,6 +399,145 @@ impl TestCluster {
     /// Log lines so far (all nodes, in arrival order).
     pub fn log_lines(&self) -> Vec<LogLine> {
         self.logs.lock().unwrap().clone()
+    }
+}
+
+/// Network namespaces for a cluster test: one per node, each with a veth into a bridge in
+/// the test's own namespace, where the test's clients live. [`NetLab::cut`] drops every
+/// packet between two nodes (blackhole routes both ways) while both stay reachable from
+/// the test; [`NetLab::heal`] restores the link. Everything is removed on drop.
+pub struct NetLab {
+    tag: String,
+    subnet: String,
+    n: usize,
+}
+
+/// Runs `ip args…`, panicking with its stderr on failure.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetLab {
+    /// `n` namespaces on a fresh bridge. Panics (with the reason) if namespaces cannot be
+    /// made here (they need root and iproute2).
+    pub fn new(n: usize) -> NetLab {
+        let pid = std::process::id();
+        let lab = NetLab {
+            tag: format!("mn{}", pid % 100_000),
+            subnet: format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250),
+            n,
+        };
+        lab.remove();
+        // The bridge lives in a hub namespace of its own: in the test's namespace, bridged
+        // packets would go through the host firewall (Docker sets FORWARD to DROP).
+        let hub = lab.hub();
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        // The test's own leg: an address on the subnet, reached without forwarding.
+        let up = format!("{}u", lab.tag);
+        ip(&[
+            "link", "add", &up, "type", "veth", "peer", "name", "root0", "netns", &hub,
+        ]);
+        ip(&["addr", "add", &format!("{}.1/24", lab.subnet), "dev", &up]);
+        ip(&["link", "set", &up, "up"]);
+        ip(&["-n", &hub, "link", "set", "root0", "master", "br0", "up"]);
+        for i in 0..n {
+            let ns = lab.netns(i);
+            let leg = format!("v{i}");
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "-n", &hub, "link", "add", &leg, "type", "veth", "peer", "name", "eth0", "netns",
+                &ns,
+            ]);
+            ip(&["-n", &hub, "link", "set", &leg, "master", "br0", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", lab.ip(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        lab
+    }
+
+    fn hub(&self) -> String {
+        format!("{}h", self.tag)
+    }
+
+    pub fn netns(&self, i: usize) -> String {
+        format!("{}n{i}", self.tag)
+    }
+
+    pub fn ip(&self, i: usize) -> String {
+        format!("{}.{}", self.subnet, 11 + i)
+    }
+
+    /// Drop every packet between nodes `a` and `b`, both ways.
+    pub fn cut(&self, a: usize, b: usize) {
+        ip(&[
+            "-n",
+            &self.netns(a),
+            "route",
+            "add",
+            "blackhole",
+            &format!("{}/32", self.ip(b)),
+        ]);
+        ip(&[
+            "-n",
+            &self.netns(b),
+            "route",
+            "add",
+            "blackhole",
+            &format!("{}/32", self.ip(a)),
+        ]);
+    }
+
+    /// Undo [`NetLab::cut`].
+    pub fn heal(&self, a: usize, b: usize) {
+        ip(&[
+            "-n",
+            &self.netns(a),
+            "route",
+            "del",
+            "blackhole",
+            &format!("{}/32", self.ip(b)),
+        ]);
+        ip(&[
+            "-n",
+            &self.netns(b),
+            "route",
+            "del",
+            "blackhole",
+            &format!("{}/32", self.ip(a)),
+        ]);
+    }
+
+    /// Best-effort removal (also of leftovers from a crashed earlier run with this pid).
+    fn remove(&self) {
+        for ns in (0..self.n).map(|i| self.netns(i)).chain([self.hub()]) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}u", self.tag)])
+            .output();
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod drain;
 mod harness;
 mod membership;
+mod partition;
 mod rolling;
 mod routing;
 mod takeover;
