@@ -54,6 +54,12 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Drain a running node (admin API): it takes no new sessions, hands each session to
+    /// another node, prints the report and exits.
+    Drain {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Exit 0 if GET URL answers 2xx, else 1 (for container health checks).
     Health {
         #[arg(long, default_value = "http://127.0.0.1:7878/healthz")]
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
             admin,
         } => rt.block_on(publish(file, game, policy, admin)),
         Cmd::Sessions { admin } => rt.block_on(sessions(admin)),
+        Cmd::Drain { admin } => rt.block_on(drain(admin)),
         Cmd::Health { url } => {
             let ok = rt
                 .block_on(client::request("GET", &url, "", None, &[]))
@@ -163,6 +170,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let admin_token = admin::admin_token(config.admin_token.clone(), &config.data_dir)
         .context("writing the admin token")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (drain_tx, mut drain_rx) = tokio::sync::mpsc::channel(16);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -193,11 +201,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         shutdown: shutdown_rx.clone(),
         cluster: cluster.clone(),
     })
-    .merge(admin::http::router(admin::http::AdminState::new(
-        registry.clone(),
-        runtime.clone(),
-        &admin_token,
-    )));
+    .merge(admin::http::router(
+        admin::http::AdminState::new(registry.clone(), runtime.clone(), &admin_token)
+            .with_drain(drain_tx),
+    ));
     tracing::info!(node = %node_id, %addr, release = minotaur_host::release(), "serving");
     // Tests and scripts wait for exactly this line.
     println!("minotaur listening on http://{addr}");
@@ -205,13 +212,39 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let (drain_cluster, drain_registry) = (cluster.clone(), registry.clone());
     let grace = config.shutdown_grace();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
+        // SIGTERM/SIGINT, or `POST /admin/drain` (whose caller gets the report).
+        let mut waiting = Vec::new();
+        tokio::select! {
+            () = wait_for_signal() => tracing::info!("shutdown requested by signal"),
+            Some(reply) = drain_rx.recv() => {
+                tracing::info!("drain requested through the admin API");
+                waiting.push(reply);
+            }
+        }
         // In a cluster, hand every session over while connections are still open, so
         // players get `moved` before the node stops.
-        if let Some(c) = &drain_cluster {
-            cluster::drain::drain(c, &drain_registry, grace).await;
+        let summary = match &drain_cluster {
+            Some(c) => {
+                let r = cluster::drain::drain(c, &drain_registry, grace).await;
+                admin::http::DrainSummary {
+                    handed_over: r.handed_over,
+                    failed: r
+                        .failed
+                        .into_iter()
+                        .map(|(session, reason)| admin::http::DrainFailure { session, reason })
+                        .collect(),
+                    took_ms: r.took.as_millis() as u64,
+                }
+            }
+            None => admin::http::DrainSummary::default(),
+        };
+        while let Ok(reply) = drain_rx.try_recv() {
+            waiting.push(reply);
         }
+        for reply in waiting {
+            let _ = reply.send(summary.clone());
+        }
+        drain_rx.close();
         let _ = shutdown_tx.send(true);
     });
 
@@ -279,6 +312,14 @@ async fn sessions(admin: AdminArgs) -> anyhow::Result<()> {
             s.id, s.game, s.rules_version, s.players, s.tick
         );
     }
+    Ok(())
+}
+
+async fn drain(admin: AdminArgs) -> anyhow::Result<()> {
+    let token = admin.token()?;
+    let r = client::request("POST", &admin.url, "/admin/drain", Some(&token), &[]).await?;
+    println!("{}", String::from_utf8_lossy(&r.body));
+    anyhow::ensure!(r.ok(), "drain failed with HTTP {}", r.status);
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The admin HTTP API, every route behind `Authorization: Bearer <token>`
 //! (anything else is 401 `{code:"unauthorized"}`):
 //! `POST /admin/games/{game}/modules?policy=new|migrate` (body: the wasm) and
-//! `GET /admin/sessions`. Merged into the node's router by `main`.
+//! `GET /admin/sessions`, `POST /admin/drain` (hand every session to other nodes, then
+//! stop: answers with the drain's report). Merged into the node's router by `main`.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use minotaur_runtime::Runtime;
 use minotaur_state::SwapPolicy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{publish, PublishError, PublishReport};
 use crate::session::Registry;
@@ -32,6 +34,23 @@ pub struct AdminState {
     pub runtime: Runtime,
     /// sha256 of the token, compared in constant time.
     token_hash: Arc<[u8; 32]>,
+    /// Asks `main` to drain and stop the node; the report comes back on the oneshot.
+    drain: Option<mpsc::Sender<oneshot::Sender<DrainSummary>>>,
+}
+
+/// What `POST /admin/drain` answers: the drain's outcome, just before the node stops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DrainSummary {
+    pub handed_over: usize,
+    /// `{session, reason}` of each session that could not be handed over.
+    pub failed: Vec<DrainFailure>,
+    pub took_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainFailure {
+    pub session: String,
+    pub reason: String,
 }
 
 impl AdminState {
@@ -40,7 +59,14 @@ impl AdminState {
             registry,
             runtime,
             token_hash: Arc::new(Sha256::digest(token.as_bytes()).into()),
+            drain: None,
         }
+    }
+
+    /// Enables `POST /admin/drain`: each request sends a reply channel to `main`.
+    pub fn with_drain(mut self, drain: mpsc::Sender<oneshot::Sender<DrainSummary>>) -> Self {
+        self.drain = Some(drain);
+        self
     }
 }
 
@@ -49,6 +75,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/admin/games/{game}/modules", post(publish_module))
         .route("/admin/sessions", get(sessions))
+        .route("/admin/drain", post(drain))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
@@ -159,4 +186,32 @@ async fn sessions(State(state): State<AdminState>) -> Json<Vec<AdminSession>> {
             })
             .collect(),
     )
+}
+
+/// `POST /admin/drain`: the node stops taking sessions, hands each over (in a cluster) and
+/// exits; the answer is the drain's report. Repeated requests get the same report.
+async fn drain(State(state): State<AdminState>) -> Response {
+    let Some(tx) = state.drain.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node cannot be drained through the API",
+        );
+    };
+    let (reply, report) = oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return error(
+            StatusCode::CONFLICT,
+            "stopping",
+            "the node is already stopping",
+        );
+    }
+    match report.await {
+        Ok(r) => Json(r).into_response(),
+        Err(_) => error(
+            StatusCode::CONFLICT,
+            "stopping",
+            "the node stopped before reporting",
+        ),
+    }
 }

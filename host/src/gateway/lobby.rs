@@ -89,6 +89,17 @@ pub async fn create_session(
     if *app.shutdown.borrow() {
         return Err(SessionError::Overloaded.into());
     }
+    if app
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.state() == crate::cluster::NodeState::Draining)
+    {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::Draining,
+            message: "this node is draining and takes no new sessions".into(),
+        });
+    }
     let handle = app.registry.create(&req.game, req.config.as_ref())?;
     Ok((
         StatusCode::CREATED,

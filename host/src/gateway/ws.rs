@@ -252,6 +252,9 @@ impl Connection {
         match msg {
             ClientMsg::Ping { nonce } => self.send_flow(ServerMsg::Pong { nonce }).await,
             ClientMsg::Create { game, config } => {
+                if self.draining() {
+                    return self.draining_error().await;
+                }
                 match self.app.registry.create(&game, config.as_ref()) {
                     Ok(h) => {
                         let session = h.id().to_owned();
@@ -282,6 +285,8 @@ impl Connection {
                         }
                         r
                     }
+                    // Quick-match may start a session: not on a draining node.
+                    (None, Some(_)) if self.draining() => return self.draining_error().await,
                     (None, Some(game)) => registry.quick_match(&game, name, conn).await,
                     (None, None) => {
                         return self
@@ -372,6 +377,20 @@ impl Connection {
             }
             Err(e) => self.session_error(e, None).await,
         }
+    }
+
+    /// This node is handing its sessions over and takes no new ones.
+    fn draining(&self) -> bool {
+        self.app
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.state() == crate::cluster::NodeState::Draining)
+    }
+
+    /// Refuses a new session on a draining node; the client should go to another node.
+    async fn draining_error(&mut self) -> Flow {
+        let msg = "this node is draining and takes no new sessions; connect to another node";
+        self.error(ErrorCode::Draining, msg, None).await
     }
 
     /// In a cluster, a session this node does not serve may live on another node: then
