@@ -235,7 +235,7 @@ impl TestCluster {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| {
-                    "warn,minotaur_host::cluster=info,minotaur::activation=info".into()
+                    "warn,minotaur_host::cluster=info,minotaur_host::cluster::node=debug,minotaur_cluster::membership=info,minotaur::activation=info".into()
                 }),
             )
             .env("NO_COLOR", "1")

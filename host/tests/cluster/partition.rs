@@ -87,7 +87,13 @@ async fn a_partitioned_owner_stops_before_the_majority_takes_over() {
     while resumed.is_none() {
         assert!(
             cut_at.elapsed() < Duration::from_secs(40),
-            "the majority never took the session over"
+            "the majority never took the session over; cluster log: {:#?}",
+            cluster
+                .log_lines()
+                .iter()
+                .filter(|l| !l.text.contains("chitchat"))
+                .map(|l| format!("[{}] {}", l.node, l.text))
+                .collect::<Vec<_>>()
         );
         seq += 1;
         p.send(json!({"type": "input", "data": {"do": "echo", "n": 1}, "seq": seq}))
