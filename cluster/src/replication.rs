@@ -740,6 +740,14 @@ impl ReplicaSet {
         self.replicas.get(session).map(|r| r.epoch)
     }
 
+    /// The newest epoch this node knows `session` to run at: its replica's, or a fence
+    /// (`Activate`, a promotion) it recorded.
+    pub fn known_epoch(&self, session: &str) -> u64 {
+        self.epoch(session)
+            .unwrap_or(0)
+            .max(self.fences.get(session).copied().unwrap_or(0))
+    }
+
     /// A read of the held copy (e.g. to compare states in tests or pick the newest replica).
     pub fn doc(&mut self, session: &str) -> Option<&mut SessionDoc> {
         self.replicas.get_mut(session).map(|r| &mut r.doc)

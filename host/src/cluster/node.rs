@@ -253,6 +253,11 @@ pub struct ClusterNode {
     /// the electorate: the largest cluster seen, less the nodes that left after draining.
     known: Vec<(String, NodeStatus)>,
     voters: usize,
+    /// Sessions with a takeover claim in flight.
+    claims: std::collections::HashSet<String>,
+    /// Every node seen since start: a replica's owner that was never seen may just not have
+    /// been discovered yet, so it is not claimed from until the node has run a while.
+    ever_seen: std::collections::HashSet<String>,
 }
 
 impl ClusterNode {
@@ -361,6 +366,8 @@ impl ClusterNode {
             cmd_rx,
             known: Vec::new(),
             voters: 1,
+            claims: Default::default(),
+            ever_seen: Default::default(),
         };
         let task = tokio::spawn(node.run());
         Ok((handle, task))
@@ -370,6 +377,8 @@ impl ClusterNode {
         let mut members = self.handle.watch_members();
         let mut state = self.handle.watch_state();
         let mut load_tick = tokio::time::interval(Duration::from_millis(500));
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renew = tokio::time::interval(self.handle.gate().renew_every());
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let join_deadline = self.started + self.handle.config().join_timeout();
@@ -396,6 +405,7 @@ impl ClusterNode {
                     let handle = self.handle.clone();
                     tokio::spawn(async move { handle.gate().clone().renew(&handle, own).await });
                 }
+                _ = sweep.tick(), if self.handle.state() == NodeState::Serving => self.claim_orphans(),
                 _ = load_tick.tick() => {
                     let load = self.registry.len() as u64;
                     if let Some(m) = self.handle.inner.membership.lock().await.as_ref() {
@@ -434,17 +444,33 @@ impl ClusterNode {
         let gone: Vec<String> = departed.into_iter().map(|(id, _)| id.clone()).collect();
         self.voters = self.voters.saturating_sub(drained).max(now.len());
         self.handle.gate().set_voters(self.voters);
+        self.ever_seen.extend(now.iter().cloned());
         self.known = members;
         if gone.is_empty() {
             return;
         }
+        self.claim_orphans();
+    }
+
+    /// Takeover trigger (on membership changes and every second): claim every replica held
+    /// here whose owner is no longer a member, when this node ranks first among the serving
+    /// nodes for it and no claim for it is in flight.
+    fn claim_orphans(&mut self) {
+        let members: Vec<String> = self.handle.members().into_iter().map(|m| m.id).collect();
         let serving = self.handle.serving_nodes();
         for session in self.replicas.sessions() {
+            if self.claims.contains(&session) {
+                continue;
+            }
             let Some(doc) = self.replicas.doc(&session) else {
                 continue;
             };
             let Ok(meta) = doc.meta() else { continue };
-            if !gone.contains(&meta.owner_node) {
+            if members.contains(&meta.owner_node) || meta.ended {
+                continue;
+            }
+            let settled = self.started.elapsed() > Duration::from_secs(10);
+            if !settled && !self.ever_seen.contains(&meta.owner_node) {
                 continue;
             }
             let first = minotaur_cluster::placement::rank(&session, &serving)
@@ -453,8 +479,9 @@ impl ClusterNode {
             if first.as_deref() != Some(self.handle.node_id()) {
                 continue;
             }
-            let epoch = meta.epoch.max(self.replicas.epoch(&session).unwrap_or(0)) + 1;
+            let epoch = meta.epoch.max(self.replicas.known_epoch(&session)) + 1;
             tracing::info!(%session, owner = %meta.owner_node, epoch, "takeover: owner gone; claiming");
+            self.claims.insert(session.clone());
             tokio::spawn(takeover::claim(
                 self.handle.clone(),
                 self.cmds.clone(),
@@ -497,7 +524,26 @@ impl ClusterNode {
                 }
                 let _ = reply.send(out);
             }
-            NodeCmd::Promote { session, epoch } => {
+            NodeCmd::ClaimDone { session } => {
+                self.claims.remove(&session);
+            }
+            NodeCmd::Promote {
+                session,
+                epoch,
+                owner,
+            } => {
+                // The replica may have moved on while the votes came in (a handoff to another
+                // node synced a newer owner into it): then this claim is stale.
+                let current = self.replicas.doc(&session).and_then(|d| d.meta().ok());
+                let known = self.replicas.known_epoch(&session);
+                if current
+                    .as_ref()
+                    .is_none_or(|m| m.owner_node != owner || m.epoch >= epoch)
+                    || known >= epoch
+                {
+                    tracing::warn!(%session, epoch, %owner, known, "takeover: the replica moved on while voting; not promoting");
+                    return;
+                }
                 let Some(mut doc) = self.replicas.take(&session) else {
                     tracing::warn!(%session, "takeover: the replica is gone");
                     return;
@@ -533,8 +579,21 @@ impl ClusterNode {
         }
     }
 
-    /// One vote (this node's own, or a peer's request), persisted before it counts.
+    /// One vote (this node's own, or a peer's request), persisted before it counts. Refused
+    /// outright if this node knows the session at `epoch` or newer (it serves it, or its
+    /// replica or a fence says so): the candidate's copy is stale.
     fn vote(&mut self, session: &str, epoch: u64, owner: &str, candidate: String) -> bool {
+        let served = self
+            .registry
+            .get(session)
+            .map(|h| h.status())
+            .filter(|s| !s.ended)
+            .map_or(0, |s| s.epoch);
+        let known = served.max(self.replicas.known_epoch(session));
+        if known >= epoch && candidate != self.handle.node_id() {
+            tracing::debug!(%session, epoch, known, %candidate, "vote refused: a newer epoch is known here");
+            return false;
+        }
         match self.voter.vote(session, epoch, owner, Instant::now()) {
             Ok(()) => match save_votes(&self.votes_path, self.voter.promised()) {
                 Ok(()) => true,

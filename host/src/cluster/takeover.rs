@@ -2,7 +2,8 @@
 //! held here with that node as owner, and for which this node ranks first among the live
 //! serving nodes, is claimed at epoch + 1 with a majority of votes ([`may_promote`]; this
 //! node's own vote is cast by the node task, which owns the [`minotaur_cluster::Voter`]).
-//! With a majority the node task promotes the replica and starts the session.
+//! With a majority the node task promotes the replica and starts the session. The node
+//! task re-checks every second (`sweep`), so a round that found no majority is retried.
 
 use std::time::Duration;
 
@@ -23,16 +24,23 @@ pub enum NodeCmd {
         owner: String,
         reply: oneshot::Sender<bool>,
     },
-    /// A majority voted: promote the replica to `(this node, epoch)` and serve it.
-    Promote { session: String, epoch: u64 },
+    /// A majority voted: promote the replica to `(this node, epoch)` and serve it, if it
+    /// still names `owner` at an older epoch.
+    Promote {
+        session: String,
+        epoch: u64,
+        owner: String,
+    },
+    /// A claim task ended (promoted or gave up): the sweep may claim the session again.
+    ClaimDone { session: String },
     /// List the replicas held here (for `/api/cluster`).
     Replicas {
         reply: oneshot::Sender<Vec<super::node::ReplicaView>>,
     },
 }
 
-/// Gives up on a takeover after this long (the session then waits for an operator, or for
-/// the next membership change).
+/// Gives up on a takeover round after this long; the node's sweep starts a new one while the
+/// owner is still gone.
 const GIVE_UP: Duration = Duration::from_secs(15);
 
 /// Asks for votes until a majority of `voters` granted `(session, epoch)`, then tells the
@@ -80,11 +88,17 @@ pub async fn claim(
         }
         if may_promote(granted.len(), voters) {
             tracing::info!(%session, epoch, votes = granted.len(), voters, took_ms = started.elapsed().as_millis() as u64, "takeover: majority reached");
-            let _ = cmds.send(NodeCmd::Promote { session, epoch });
+            let _ = cmds.send(NodeCmd::Promote {
+                session: session.clone(),
+                epoch,
+                owner,
+            });
+            let _ = cmds.send(NodeCmd::ClaimDone { session });
             return;
         }
         // Voters refuse while they may still owe the dead owner a lease; ask again soon.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::warn!(%session, epoch, votes = granted.len(), voters, "takeover: no majority; gave up");
+    tracing::warn!(%session, epoch, votes = granted.len(), voters, "takeover: no majority yet; the next sweep tries again");
+    let _ = cmds.send(NodeCmd::ClaimDone { session });
 }
