@@ -270,7 +270,8 @@ impl TestCluster {
                 });
             }
         });
-        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+        // Generous: on a loaded 2-core machine compiling the games at start-up can be slow.
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
             std::thread::sleep(Duration::from_millis(100));
             let tail: Vec<String> = self

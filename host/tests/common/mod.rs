@@ -22,6 +22,9 @@ use tokio_tungstenite::{
 
 /// How long any single wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a node may take to start (it compiles its games first; slow on a loaded
+/// 2-core machine).
+pub const STARTUP: Duration = Duration::from_secs(60);
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -138,11 +141,11 @@ impl TestNode {
                 }
             }
         });
-        let addr = match rx.recv_timeout(DEADLINE) {
+        let addr = match rx.recv_timeout(STARTUP) {
             Ok(a) => a.parse().expect("listening address"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("minotaur did not print its listening line within {DEADLINE:?}");
+                panic!("minotaur did not print its listening line within {STARTUP:?}");
             }
         };
         TestNode {
