@@ -1,14 +1,17 @@
-"""Player bots for the Docker end-to-end tests.
+"""Player bots for the Docker end-to-end tests (driven by `e2e.py`).
 
 Each bot holds one seat over a real websocket (JSON frames, docs/PROTOCOL.md),
 counts the inputs the node acknowledged, follows `moved` redirects and, when its
-connection drops, resumes its seat with its token on any node it knows of. The
-orchestrator (`rolling_upgrade.sh`) drives the phases through `control`.
+connection drops, resumes its seat with its token on any node it knows of.
 
-Usage: bots.py STATE_DIR URL [URL...]   (reads commands on stdin, one per line)
-  start N_TICTACTOE N_ARENA   create sessions and seat the bots, then play
-  report                      print a JSON report (acks, pauses, sessions)
-  stop                        leave and exit
+Bots only ever connect to loopback addresses: a `moved` URL that is not on
+127.0.0.1 (a container's address on a Docker network, as under Swarm) is not
+followed; the bot resumes through one of its known (published) URLs instead and
+lets that node redirect it again.
+
+Tic-tac-toe bots move only while `move_budget` allows (the orchestrator raises it
+phase by phase), so a game cannot end while a phase needs it alive: with at most
+two marks per player nobody can have three in a row.
 """
 
 import asyncio
@@ -16,10 +19,22 @@ import json
 import math
 import random
 import time
+from urllib.parse import urlparse
 
 import websockets
 
 DEADLINE_S = 20.0
+# The phase the orchestrator is in; bots tag their errors and pauses with it.
+PHASE = ["setup"]
+# Seconds between two moves of one tic-tac-toe bot (pacing, not synchronisation).
+TTT_MOVE_INTERVAL_S = 0.5
+
+
+def loopback(url):
+    try:
+        return urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
+    except ValueError:
+        return False
 
 
 class Bot:
@@ -33,27 +48,36 @@ class Bot:
         self.player = None
         self.seq = 0
         self.acked = 0
-        self.pending = {}
+        self.pending = {}  # seq -> input data
+        self.acked_cells = []  # tic-tac-toe: cells of acknowledged moves
         self.view = None
         self.last_ack = None
-        self.gaps = []  # seconds between consecutive acks (the player-visible pause)
-        self.errors = {}
+        self.gaps = []  # (phase, seconds between consecutive acks): the player-visible pause
+        self.errors = {}  # code -> count, all phases
+        self.error_log = []  # (phase, where, code, message), for the report
+        self.resume_retries = {}  # why a resume attempt was retried -> count
         self.moves = 0
+        self.move_budget = 0
         self.redirects = 0
         self.reconnects = 0
         self.versions = set()
+        self.version = None  # version of the node this bot is connected to now
         self.ended = False
+        self.resuming = False
         self.url_hint = None
         self.next_move_at = 0.0
 
     async def connect(self, url=None):
+        if url and not loopback(url):
+            url = None  # not reachable from here (e.g. an overlay address): ask another node
         order = ([url] if url else []) + random.sample(self.urls, len(self.urls))
         last = None
         for u in order:
             try:
                 self.ws = await asyncio.wait_for(websockets.connect(u, max_size=2**22), 5)
                 welcome = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
-                self.versions.add(welcome.get("version"))
+                self.version = welcome.get("version")
+                self.versions.add(self.version)
                 return
             except Exception as e:  # try the next node
                 last = e
@@ -73,15 +97,17 @@ class Bot:
             if pred(msg):
                 return msg
 
-    def note(self, msg):
+    def note(self, msg, where="play"):
         t = msg.get("type")
         if t == "ack":
             now = time.monotonic()
             if self.last_ack is not None:
-                self.gaps.append(now - self.last_ack)
+                self.gaps.append((PHASE[0], now - self.last_ack))
             self.last_ack = now
             self.acked += 1
-            self.pending.pop(msg.get("seq"), None)
+            data = self.pending.pop(msg.get("seq"), None)
+            if self.game == "tictactoe" and data is not None:
+                self.acked_cells.append(data["cell"])
         elif t == "view":
             self.view = msg.get("data")
         elif t == "ended":
@@ -91,6 +117,7 @@ class Bot:
         elif t == "error":
             code = msg.get("code")
             self.errors[code] = self.errors.get(code, 0) + 1
+            self.error_log.append((PHASE[0], code, msg.get("message")))
             self.pending.pop(msg.get("seq"), None)
 
     async def join(self, session=None):
@@ -100,7 +127,7 @@ class Bot:
         else:
             msg["game"] = self.game
         url = None
-        for _ in range(5):  # follow `moved` redirects to the node that serves the session
+        for _ in range(8):  # follow `moved` redirects to the node that serves the session
             await self.connect(url)
             await self.send(msg)
             joined = await self.recv(lambda m: m.get("type") in ("joined", "moved", "error"))
@@ -113,36 +140,55 @@ class Bot:
         self.token, self.session, self.player = joined["token"], joined["session"], joined["player"]
 
     async def resume(self):
-        """Get the seat back after a drop or a `moved`, on any node."""
+        """Get the seat back after a drop or a `moved`, on any node.
+
+        Retries are explicit and counted by cause (`resume_retries`): `moved` (sent
+        on to the owner), `bad_token` (no node serves the session right now: the
+        takeover window after a crash, docs/PROTOCOL.md), `unreachable` (no node
+        answered) and any other error code."""
         self.reconnects += 1
+        self.resuming = True
         hint, self.url_hint = self.url_hint, None
         end = time.monotonic() + 60
         while time.monotonic() < end:
+            why = None
             try:
                 await self.connect(hint)
                 await self.send({"type": "resume", "token": self.token})
                 m = await self.recv(lambda m: m.get("type") in ("joined", "moved", "error"), 10)
                 if m["type"] == "joined":
+                    self.resuming = False
                     return
                 if m["type"] == "moved":
                     self.redirects += 1
                     hint = m.get("url")
+                    self.url_hint = None
+                    why = "moved"
                 else:
                     hint = None
+                    why = m.get("code") or "error"
+                await self.ws.close()
             except Exception:
                 hint = None
-            await asyncio.sleep(0.2)  # back-off between reconnect attempts, not a sync point
+                why = "unreachable"
+            self.resume_retries[why] = self.resume_retries.get(why, 0) + 1
+            if why != "moved":
+                await asyncio.sleep(0.2)  # back-off between reconnect attempts, not a sync point
         raise RuntimeError(f"{self.name}: could not resume")
 
     def next_input(self):
         if self.game == "arena":
             a = random.random() * 6.283
             return {"dir": [round(math.cos(a), 3), round(math.sin(a), 3)]}
-        # Turn-based games are paced so that they outlive a whole rolling upgrade.
         if time.monotonic() < self.next_move_at:
             return None
         v = self.view or {}
         if v.get("turn") != v.get("you") or v.get("outcome"):
+            return None
+        # The budget counts this player's marks on the board (not inputs sent: an
+        # input lost without an ack may still have been applied).
+        mine = sum(1 for c in v.get("board", []) if c is not None and c == v.get("you"))
+        if mine >= self.move_budget:
             return None
         free = [i for i, c in enumerate(v.get("board", [])) if c is None]
         return {"cell": random.choice(free)} if free else None
@@ -150,32 +196,29 @@ class Bot:
     async def play(self, stop):
         while not stop.is_set() and not self.ended:
             try:
-                data = self.next_input()
-                if data is not None and not self.pending:
+                data = self.next_input() if not self.pending else None
+                if data is not None:
                     self.seq += 1
-                    self.pending[self.seq] = time.monotonic()
+                    self.pending[self.seq] = data
                     await self.send({"type": "input", "seq": self.seq, "data": data})
                     if self.game == "tictactoe":
                         self.moves += 1
-                        self.next_move_at = time.monotonic() + 4.0
+                        self.next_move_at = time.monotonic() + TTT_MOVE_INTERVAL_S
                 try:
-                    await self.recv(lambda m: True, 0.1 if self.game == "arena" else 0.5)
+                    await self.recv(lambda m: True, 0.1 if self.game == "arena" else 0.3)
                 except (TimeoutError, asyncio.TimeoutError):
                     pass
                 if self.url_hint:
                     await self.ws.close()
                     raise websockets.ConnectionClosed(None, None)
             except (websockets.ConnectionClosed, OSError):
-                # Unacked inputs may or may not have been applied: forget them
-                # (they are not counted as acknowledged).
+                # Unacked inputs may or may not have been applied: forget them (they
+                # are not counted as acknowledged).
                 self.pending.clear()
                 await self.resume()
 
-    def report(self):
-        return {
-            "name": self.name, "game": self.game, "session": self.session,
-            "player": self.player, "acked": self.acked, "gaps": self.gaps,
-            "errors": self.errors, "redirects": self.redirects,
-            "reconnects": self.reconnects, "versions": sorted(v for v in self.versions if v),
-            "view": self.view, "ended": self.ended,
-        }
+    def marks_ok(self):
+        """Every acknowledged move of this bot is on its current board, with its mark."""
+        board = (self.view or {}).get("board", [])
+        you = (self.view or {}).get("you")
+        return [c for c in self.acked_cells if c >= len(board) or board[c] != you]
