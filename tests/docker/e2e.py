@@ -301,6 +301,11 @@ class Swarm:
                 "docker", "network", "ls", "-q", "--filter", f"name={self.STACK}_"), 60)
         if self.joined:
             sh("docker", "swarm", "leave", "--force", check=False)
+        # A leave can leave task containers behind (seen on this engine): ours by label.
+        left = sh("docker", "ps", "-aq", "--filter",
+                  f"label=com.docker.swarm.service.name={self.SERVICE}", check=False)
+        for cid in left.split():
+            sh("docker", "rm", "-f", "-v", cid, check=False)
 
 
 # ---- the scenario -------------------------------------------------------------------
