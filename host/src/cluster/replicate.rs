@@ -274,13 +274,20 @@ pub fn replica_targets(cluster: &ClusterHandle, session: &str) -> Vec<ReplicaTar
 
 async fn sync_dirty(cluster: &ClusterHandle, mirrors: &mut HashMap<String, Mirror>) {
     let mut fenced = Vec::new();
-    for (session, m) in mirrors.iter_mut().filter(|(_, m)| m.dirty) {
+    for (session, m) in mirrors.iter_mut() {
         let targets = replica_targets(cluster, session);
         if targets.is_empty() {
             continue;
         }
         if m.replicator.replicas() != targets {
+            // A replica left (drained, replaced) or a better-ranked node joined: the new
+            // replica needs the document even if nothing changed here, or an idle session
+            // ends up with no replica and does not survive its owner's crash.
             m.replicator.set_replicas(targets);
+            m.dirty = true;
+        }
+        if !m.dirty {
+            continue;
         }
         match m.replicator.sync(&mut m.doc).await {
             Ok(behind) => m.dirty = !behind.is_empty(),
