@@ -92,6 +92,7 @@ pub fn spawn(
         failures_in_row: 0,
         ticker: Ticker::new(info.tick_hz),
         ended: false,
+        moved_to: None,
         pending: Vec::new(),
         status: status_tx,
         doc,
@@ -170,6 +171,9 @@ struct Actor {
     failures_in_row: u32,
     ticker: Ticker,
     ended: bool,
+    /// Where the session went, once handed over or taken over elsewhere: inputs still
+    /// queued here are answered with `moved` to it, not `session_ended`.
+    moved_to: Option<String>,
     pending: Vec<Deferred>,
     status: watch::Sender<SessionStatus>,
     /// The session document: meta, seats and the last good state.
@@ -218,7 +222,13 @@ impl Actor {
         rx.close();
         while let Some(cmd) = rx.recv().await {
             if let Command::Input { player, seq, .. } = cmd {
-                let msg = ServerMsg::error(ErrorCode::SessionEnded, "the session is over", seq);
+                let msg = match &self.moved_to {
+                    Some(url) => ServerMsg::Moved {
+                        session: self.id.clone(),
+                        url: url.clone(),
+                    },
+                    None => ServerMsg::error(ErrorCode::SessionEnded, "the session is over", seq),
+                };
                 self.send_to(player, msg);
             }
             // Other commands' reply senders drop here: their callers get `Ended`.
@@ -267,6 +277,7 @@ impl Actor {
     async fn fenced(&mut self, url: Option<String>) {
         tracing::warn!(session = %self.id, epoch = self.epoch, url = ?url, "fenced: served elsewhere at a newer epoch; stopping here");
         crate::metrics::handoff("out", "fenced");
+        self.moved_to = url.clone();
         let msg = match url {
             Some(url) => ServerMsg::Moved {
                 session: self.id.clone(),
@@ -704,6 +715,7 @@ impl Actor {
     ) {
         let _ = frozen.send(());
         if let Ok(Some(url)) = outcome.await {
+            self.moved_to = Some(url.clone());
             let msg = ServerMsg::Moved {
                 session: self.id.clone(),
                 url,

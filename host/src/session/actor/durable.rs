@@ -116,6 +116,7 @@ pub fn resume_stored(
         failures_in_row: 0,
         ticker,
         ended: false,
+        moved_to: None,
         pending: Vec::new(),
         status: status_tx,
         doc,
