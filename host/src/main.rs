@@ -147,6 +147,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         node_id: node_id.clone().into(),
         max_snapshot_bytes: config.max_snapshot_bytes,
         compaction: CompactionPolicy::default(),
+        persist_interval: config.persist_interval(),
     };
     let registry = Registry::new(catalog, config.max_sessions, persist);
     recovery::restore_all(&registry, &runtime)

@@ -32,6 +32,8 @@ pub struct Persist {
     /// A guest snapshot larger than this is a guest failure (`snapshot_too_large`).
     pub max_snapshot_bytes: usize,
     pub compaction: minotaur_state::CompactionPolicy,
+    /// Longest tick-only progress waits before it is written (see `actor`).
+    pub persist_interval: std::time::Duration,
 }
 
 /// Why one session did not move to new rules; it stays on the old ones.
