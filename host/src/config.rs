@@ -73,6 +73,13 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_MAX_SNAPSHOT_BYTES", default_value_t = 1024 * 1024)]
     pub max_snapshot_bytes: usize,
 
+    /// Longest a session's tick-only progress (batches with no input, join,
+    /// leave or swap waiting on durability) stays in memory before it is
+    /// written to the store, in milliseconds. Batches with something to
+    /// acknowledge are always written at once; 0 writes every batch.
+    #[arg(long, env = "MINOTAUR_PERSIST_INTERVAL_MS", default_value_t = 250)]
+    pub persist_interval_ms: u64,
+
     /// Bearer token of the admin API (`/admin/...`). Default: generated at
     /// start and written to `<data-dir>/admin.token` (mode 0600).
     #[arg(long, env = "MINOTAUR_ADMIN_TOKEN", hide_env_values = true)]
@@ -98,6 +105,10 @@ impl Config {
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             ..Default::default()
         }
+    }
+
+    pub fn persist_interval(&self) -> Duration {
+        Duration::from_millis(self.persist_interval_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -6,10 +6,12 @@
 //! bot timestamps it, the `ack{seq}` closes the input→ack latency and the next
 //! `view` the input→view latency ([`stats`]). The run is bounded: it stops by
 //! itself after `duration` (plus a short grace to close sockets) and returns a
-//! [`Summary`]. `main.rs` is only the CLI around this.
+//! [`Summary`]. [`echo`] is the bare websocket echo the latencies are compared
+//! with. `main.rs` is only the CLI around this.
 
 pub mod bot;
 pub mod client;
+pub mod echo;
 pub mod stats;
 
 use std::sync::atomic::Ordering;
@@ -255,6 +257,29 @@ mod tests {
             ..ok
         })
         .is_err());
+    }
+
+    #[tokio::test]
+    async fn bots_play_against_the_echo_without_errors() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(echo::serve(listener));
+        for encoding in [Encoding::Json, Encoding::MsgPack] {
+            let cfg = LoadConfig {
+                encoding,
+                rate: 50.0,
+                ..LoadConfig::new(
+                    format!("ws://{addr}/ws"),
+                    3,
+                    GameChoice::Arena,
+                    Duration::from_millis(500),
+                )
+            };
+            let s = run(&cfg).await.unwrap();
+            assert_eq!(s.errors_total, 0, "{:?}", s.errors);
+            assert!(s.acks > 0, "no input acknowledged by the echo");
+        }
+        server.abort();
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! `minotaur-loadtest`: the CLI around `minotaur_loadtest::run`. Parses flags,
 //! runs one bounded load against one node URL, prints the summary (a table, or
 //! one JSON object with `--json`), and exits non-zero on errors if asked to.
+//! `--serve-echo ADDR` instead serves the bare websocket echo baseline.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -41,6 +42,10 @@ struct Cli {
     /// Exit with status 1 if any error was counted.
     #[arg(long)]
     fail_on_error: bool,
+    /// Do not generate load: serve the bare websocket echo (the latency baseline) on this
+    /// address until stopped, printing `echo listening on ws://ADDR/ws`.
+    #[arg(long, value_name = "ADDR")]
+    serve_echo: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,6 +58,14 @@ enum Game {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Some(addr) = cli.serve_echo {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        println!("echo listening on ws://{}/ws", listener.local_addr()?);
+        minotaur_loadtest::echo::serve(listener).await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let game = match cli.game {
         Game::Arena => GameChoice::Arena,
         Game::Tictactoe => GameChoice::TicTacToe,

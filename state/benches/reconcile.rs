@@ -2,8 +2,9 @@
 //!
 //! Timed (criterion): `SessionDoc::set_state` + commit of a real arena snapshot per tick at
 //! 8/32/64 players (with compaction whenever the default policy asks, as the host does), the
-//! same plus one full Automerge sync exchange with a replica, and the baselines: a
-//! whole-snapshot MessagePack encode and a `Vec` copy of the same bytes.
+//! same with the former reading reconcile (`set_state_reading`), the same plus one full
+//! Automerge sync exchange with a replica, and the baselines: a whole-snapshot MessagePack
+//! encode and a `Vec` copy of the same bytes.
 //! Sizes (printed once, not timed): full MessagePack snapshot, Automerge change bytes per
 //! tick (`save_incremental`), sync bytes per tick (both directions, `automerge::sync`), and
 //! the MessagePack size of the change itself (changed leaves with their paths), for arena
@@ -241,6 +242,20 @@ fn bench(c: &mut Criterion) {
         let bytes = &snaps[0];
         g.bench_function(BenchmarkId::new("baseline_vec_copy", players), |b| {
             b.iter(|| black_box(black_box(bytes).to_vec()))
+        });
+
+        // The reconcile before the plain-Rust diff: it reads the document to find changes.
+        let mut doc = SessionDoc::new(&meta("arena"));
+        let mut i = 0;
+        g.bench_function(BenchmarkId::new("reconcile_commit_reading", players), |b| {
+            b.iter(|| {
+                i = (i + 1) % TICKS;
+                doc.set_state_reading(&snaps[i]).unwrap();
+                doc.commit();
+                if doc.should_compact(&policy) {
+                    doc.compact().unwrap();
+                }
+            })
         });
 
         let mut doc = SessionDoc::new(&meta("arena"));

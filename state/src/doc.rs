@@ -8,7 +8,7 @@
 use automerge::{AutoCommit, ChangeHash, ObjId, ObjType, ReadDoc, ScalarValue, ROOT};
 use rmpv::Value;
 
-use crate::reconcile::{self, ReconcileStats};
+use crate::reconcile::{self, ReconcileStats, Written};
 use crate::StateError;
 
 /// Everything about a session except its players and the game's own state.
@@ -79,6 +79,14 @@ pub struct SessionDoc {
     /// Size of a fresh (history-free) save, measured at the last compaction; `None` until known.
     fresh_bytes: Option<usize>,
     needs_full_save: bool,
+    /// What the last `set_state` wrote under `state`, so the next one diffs against it in
+    /// plain Rust instead of reading the document (`reconcile::reconcile_cached`). `None` after
+    /// a load or a compaction (new object ids).
+    state_cache: Option<Written>,
+    /// Set by [`SessionDoc::automerge`] while `state_cache` is held: the heads when the
+    /// document was handed out. Someone else may have changed `state` through it (a merge,
+    /// a sync), so the next `set_state` keeps the cache only if the heads did not move.
+    handed_out_at: Option<Vec<ChangeHash>>,
 }
 
 const META: &str = "meta";
@@ -97,6 +105,8 @@ impl SessionDoc {
             history_bytes: 0,
             fresh_bytes: None,
             needs_full_save: false,
+            state_cache: None,
+            handed_out_at: None,
         };
         doc.set_meta(meta);
         doc.map_at_root(SEATS);
@@ -117,6 +127,8 @@ impl SessionDoc {
             history_bytes: bytes.len(),
             fresh_bytes: None,
             needs_full_save: false,
+            state_cache: None,
+            handed_out_at: None,
         };
         doc.meta()?;
         doc.seats()?;
@@ -223,8 +235,26 @@ impl SessionDoc {
 
     /// Reconciles the guest snapshot into `state`. Bad MessagePack (or a value the mapping
     /// refuses) is an error and leaves the document unchanged.
+    ///
+    /// Unchanged parts cost a comparison with the previous state in plain Rust: the document
+    /// is only written where the value changed, and not read at all (except for the first
+    /// call after a load or a compaction).
     pub fn set_state(&mut self, msgpack: &[u8]) -> Result<ReconcileStats, StateError> {
         let value = reconcile::decode(msgpack)?;
+        if let Some(heads) = self.handed_out_at.take() {
+            if self.doc.get_heads() != heads {
+                self.state_cache = None;
+            }
+        }
+        reconcile::reconcile_cached(&mut self.doc, &ROOT, STATE, &mut self.state_cache, value)
+    }
+
+    /// `set_state` without the plain-Rust diff: reads the document to find what changed, as
+    /// every `set_state` did before the cache. Kept for the benchmarks' same-run comparison.
+    #[doc(hidden)]
+    pub fn set_state_reading(&mut self, msgpack: &[u8]) -> Result<ReconcileStats, StateError> {
+        let value = reconcile::decode(msgpack)?;
+        self.state_cache = None;
         reconcile::reconcile(&mut self.doc, &ROOT, STATE, &value)
     }
 
@@ -299,6 +329,8 @@ impl SessionDoc {
             history_bytes: self.history_bytes,
             fresh_bytes: None,
             needs_full_save: true,
+            state_cache: None,
+            handed_out_at: None,
         };
         next.set_meta(&meta);
         next.doc.commit();
@@ -309,8 +341,12 @@ impl SessionDoc {
         Ok(())
     }
 
-    /// The underlying document, for the sync protocol.
+    /// The underlying document, for the sync protocol. Changes made through it to `state`
+    /// are seen by the next `set_state` (it then reads the document again).
     pub fn automerge(&mut self) -> &mut AutoCommit {
+        if self.state_cache.is_some() && self.handed_out_at.is_none() {
+            self.handed_out_at = Some(self.doc.get_heads());
+        }
         &mut self.doc
     }
 

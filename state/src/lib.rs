@@ -16,5 +16,5 @@ pub mod store;
 
 pub use doc::{CompactionPolicy, SeatRecord, SessionDoc, SessionMeta};
 pub use error::StateError;
-pub use reconcile::{read, reconcile, ReconcileStats};
+pub use reconcile::{read, reconcile, reconcile_cached, ReconcileStats, Written};
 pub use store::{GameRecord, SessionWrite, Store, StoreError, StoreOptions, SwapPolicy};

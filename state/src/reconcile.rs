@@ -34,6 +34,13 @@
 //! **Not representable.** Maps with duplicate keys, and values nested deeper than
 //! [`MAX_DEPTH`], are refused before anything is written, so a failed reconcile changes nothing.
 //!
+//! **Diffing in plain Rust.** [`reconcile`] reads each object's current children from the
+//! document to find what changed, and Automerge reads cost about what its writes do.
+//! [`reconcile_cached`] keeps what the previous call left at the same slot (a [`Written`]: the
+//! value and the object ids of its maps and lists) and compares values in Rust instead: an
+//! unchanged subtree costs a comparison, a changed leaf one Automerge write, and the document is
+//! not read at all. The caller must guarantee nothing else wrote under that slot since.
+//!
 //! **Exactness** is of the MessagePack *value*: `read` re-encodes with the shortest encoding
 //! (as `rmpv::encode::write_value` and rmp-serde do), so canonical input comes back byte-exact.
 //! rmpv reads the never-used marker `0xc1` as nil instead of failing; we inherit that leniency.
@@ -73,7 +80,88 @@ pub fn reconcile(
     value: &Value,
 ) -> Result<ReconcileStats, StateError> {
     validate(value, 0)?;
-    let (slot, existing) = match prop.into() {
+    reconcile_unchecked(tx, parent, prop.into(), value).map(|(stats, _)| stats)
+}
+
+/// A value as [`reconcile_cached`] left it in a document: the value and the object id of each
+/// of its maps and lists, for diffing the next value of the same slot against it.
+#[derive(Debug, Clone)]
+pub struct Written {
+    value: Value,
+    shape: Shape,
+}
+
+impl Written {
+    /// The value written.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// Where a reconcile put the parts of a value: a tree parallel to the value.
+#[derive(Debug, Clone)]
+enum Shape {
+    /// A plain scalar, stored in its parent.
+    Scalar,
+    /// A tagged scalar: the map holding `~x`.
+    Tagged(ObjId),
+    /// A map: the stored keys and their shapes, in MessagePack order; `ordered` when the
+    /// map holds `~order`.
+    Map {
+        id: ObjId,
+        keys: Vec<String>,
+        children: Vec<Shape>,
+        ordered: bool,
+    },
+    List {
+        id: ObjId,
+        children: Vec<Shape>,
+    },
+}
+
+/// [`reconcile`] with a cache: `cache` is what the previous call left at this same slot, and
+/// then the new value is diffed against it in plain Rust without reading the document; `None`
+/// reads the document as [`reconcile`] does. Afterwards `cache` describes `value` (a refused
+/// value leaves it as it was; an Automerge error leaves `None`).
+///
+/// The caller must guarantee that nothing else wrote under `parent[prop]` since the cache was
+/// filled, or the document ends up wrong.
+pub fn reconcile_cached(
+    tx: &mut impl Transactable,
+    parent: &ObjId,
+    prop: impl Into<Prop>,
+    cache: &mut Option<Written>,
+    value: Value,
+) -> Result<ReconcileStats, StateError> {
+    validate(&value, 0)?;
+    let prop = prop.into();
+    let (stats, shape) = match cache.take() {
+        None => reconcile_unchecked(tx, parent, prop, &value)?,
+        Some(Written {
+            value: old,
+            shape: old_shape,
+        }) => {
+            let mut differ = Differ {
+                writer: Writer {
+                    tx,
+                    stats: ReconcileStats::default(),
+                },
+            };
+            let shape = differ.write(parent, Slot::Put(prop), Some((&old, old_shape)), &value)?;
+            (differ.writer.stats, shape)
+        }
+    };
+    *cache = Some(Written { value, shape });
+    Ok(stats)
+}
+
+fn reconcile_unchecked(
+    tx: &mut impl Transactable,
+    parent: &ObjId,
+    prop: Prop,
+    value: &Value,
+) -> Result<(ReconcileStats, Shape), StateError> {
+    let (slot, existing) = match prop {
         Prop::Seq(i) if i >= tx.length(parent) => (Slot::Insert(i), None),
         prop => {
             let existing = tx.get(parent, prop.clone())?.map(|(v, id)| match v {
@@ -87,8 +175,8 @@ pub fn reconcile(
         tx,
         stats: ReconcileStats::default(),
     };
-    writer.write(parent, slot, existing, value)?;
-    Ok(writer.stats)
+    let shape = writer.write(parent, slot, existing, value)?;
+    Ok((writer.stats, shape))
 }
 
 /// Reads the MessagePack value stored at `parent[prop]` by [`reconcile`].
@@ -167,18 +255,20 @@ impl<T: Transactable> Writer<'_, T> {
         slot: Slot,
         existing: Option<Existing>,
         value: &Value,
-    ) -> Result<(), StateError> {
+    ) -> Result<Shape, StateError> {
         match value {
             Value::Map(entries) => {
                 let (obj, fresh) = self.object_at(parent, slot, existing, ObjType::Map)?;
-                self.write_map(&obj, fresh, entries)
+                self.write_map(obj, fresh, entries)
             }
             Value::Array(items) => {
                 let (obj, fresh) = self.object_at(parent, slot, existing, ObjType::List)?;
-                self.write_list(&obj, fresh, items)
+                self.write_list(obj, fresh, items)
             }
             scalar => match plain_scalar(scalar) {
-                Some(s) => self.put_scalar(parent, slot, existing, s),
+                Some(s) => self
+                    .put_scalar(parent, slot, existing, s)
+                    .map(|()| Shape::Scalar),
                 None => {
                     // Reuse the map only if it already is a tagged scalar, not a guest map.
                     let mut current = match &existing {
@@ -193,7 +283,8 @@ impl<T: Transactable> Writer<'_, T> {
                     }
                     let bytes = ScalarValue::Bytes(encode(scalar));
                     self.put_scalar(&obj, Slot::Put(TAG_KEY.into()), tag, bytes)?;
-                    self.delete_keys(&obj, current.into_iter().map(|(k, _)| k))
+                    self.delete_keys(&obj, current.into_iter().map(|(k, _)| k))?;
+                    Ok(Shape::Tagged(obj))
                 }
             },
         }
@@ -224,21 +315,23 @@ impl<T: Transactable> Writer<'_, T> {
 
     fn write_map(
         &mut self,
-        obj: &ObjId,
+        obj: ObjId,
         fresh: bool,
         entries: &[(Value, Value)],
-    ) -> Result<(), StateError> {
+    ) -> Result<Shape, StateError> {
         let mut current = if fresh {
             Vec::new()
         } else {
-            self.map_children(obj)
+            self.map_children(&obj)
         };
         let keys: Vec<Cow<'_, str>> = entries.iter().map(|(k, _)| encode_key(k)).collect();
+        let mut children = Vec::with_capacity(entries.len());
         for ((_, v), k) in entries.iter().zip(&keys) {
             let existing = take_child(&mut current, k);
-            self.write(obj, Slot::Put(Prop::Map(k.to_string())), existing, v)?;
+            children.push(self.write(&obj, Slot::Put(Prop::Map(k.to_string())), existing, v)?);
         }
-        let order = if is_strictly_sorted(&keys) {
+        let ordered = !is_strictly_sorted(&keys);
+        let order = if !ordered {
             None
         } else {
             let list = keys.iter().map(|k| Value::from(k.as_ref())).collect();
@@ -247,38 +340,62 @@ impl<T: Transactable> Writer<'_, T> {
         let current_order = take_child(&mut current, ORDER_KEY);
         match order {
             Some(order) => {
-                self.put_scalar(obj, Slot::Put(ORDER_KEY.into()), current_order, order)?
+                self.put_scalar(&obj, Slot::Put(ORDER_KEY.into()), current_order, order)?
             }
-            None if current_order.is_some() => self.delete_keys(obj, [ORDER_KEY.to_string()])?,
+            None if current_order.is_some() => self.delete_keys(&obj, [ORDER_KEY.to_string()])?,
             None => {}
         }
         // Whatever was not taken above is a key the new value no longer has.
-        self.delete_keys(obj, current.into_iter().map(|(k, _)| k))
+        self.delete_keys(&obj, current.into_iter().map(|(k, _)| k))?;
+        Ok(Shape::Map {
+            id: obj,
+            keys: keys.into_iter().map(Cow::into_owned).collect(),
+            children,
+            ordered,
+        })
     }
 
-    fn write_list(&mut self, obj: &ObjId, fresh: bool, items: &[Value]) -> Result<(), StateError> {
+    fn write_list(
+        &mut self,
+        obj: ObjId,
+        fresh: bool,
+        items: &[Value],
+    ) -> Result<Shape, StateError> {
         let current: Vec<Existing> = if fresh {
             Vec::new()
         } else {
             self.tx
-                .list_range(obj, ..)
+                .list_range(&obj, ..)
                 .map(|item| existing_child(item.value.clone(), || item.id()))
                 .collect()
         };
         let len = current.len();
         let mut current = current.into_iter();
+        let mut children = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            match current.next() {
-                Some(existing) => self.write(obj, Slot::Put(Prop::Seq(i)), Some(existing), item)?,
-                None => self.write(obj, Slot::Insert(i), None, item)?,
-            }
+            children.push(match current.next() {
+                Some(existing) => {
+                    self.write(&obj, Slot::Put(Prop::Seq(i)), Some(existing), item)?
+                }
+                None => self.write(&obj, Slot::Insert(i), None, item)?,
+            });
         }
-        // Truncate from the end so indices stay valid.
-        for i in (items.len()..len).rev() {
+        self.truncate(&obj, items.len(), len)?;
+        Ok(Shape::List { id: obj, children })
+    }
+
+    /// Deletes the items `new_len..len` of a list, from the end so indices stay valid.
+    fn truncate(&mut self, obj: &ObjId, new_len: usize, len: usize) -> Result<(), StateError> {
+        for i in (new_len..len).rev() {
             self.stats.ops += 1;
             self.tx.delete(obj, i)?;
         }
         Ok(())
+    }
+
+    /// A new object of type `ty` at `slot`.
+    fn new_object(&mut self, parent: &ObjId, slot: Slot, ty: ObjType) -> Result<ObjId, StateError> {
+        self.object_at(parent, slot, None, ty).map(|(id, _)| id)
     }
 
     fn put_scalar(
@@ -329,6 +446,203 @@ impl<T: Transactable> Writer<'_, T> {
             self.tx.delete(obj, key)?;
         }
         Ok(())
+    }
+}
+
+/// The plain-Rust diff of [`reconcile_cached`]: writes through a [`Writer`] but learns what the
+/// document holds from the previous value and its [`Shape`] instead of reading it.
+struct Differ<'a, T: Transactable> {
+    writer: Writer<'a, T>,
+}
+
+impl<T: Transactable> Differ<'_, T> {
+    /// Writes `value` at `slot`, where the document holds `old` (value and shape) or nothing.
+    fn write(
+        &mut self,
+        parent: &ObjId,
+        slot: Slot,
+        old: Option<(&Value, Shape)>,
+        value: &Value,
+    ) -> Result<Shape, StateError> {
+        if let Some((old_value, shape)) = old {
+            if same_value(old_value, value) {
+                return Ok(shape);
+            }
+            return match (old_value, shape, value) {
+                (
+                    Value::Map(old_entries),
+                    Shape::Map {
+                        id,
+                        keys,
+                        children,
+                        ordered,
+                    },
+                    Value::Map(entries),
+                ) => {
+                    let old = OldMap {
+                        entries: old_entries,
+                        keys,
+                        children,
+                        ordered,
+                    };
+                    self.write_map(id, Some(old), entries)
+                }
+                (Value::Array(old_items), Shape::List { id, children }, Value::Array(items)) => {
+                    self.write_list(id, old_items, children, items)
+                }
+                (_, Shape::Tagged(id), v) if plain_scalar(v).is_none() && !is_object(v) => {
+                    let bytes = ScalarValue::Bytes(encode(v));
+                    self.writer.stats.ops += 1;
+                    self.writer.tx.put(&id, TAG_KEY, bytes)?;
+                    Ok(Shape::Tagged(id))
+                }
+                // A different kind of value: write it over whatever was there.
+                _ => self.write_new(parent, slot, value),
+            };
+        }
+        self.write_new(parent, slot, value)
+    }
+
+    /// Writes `value` at `slot` without reusing anything there.
+    fn write_new(
+        &mut self,
+        parent: &ObjId,
+        slot: Slot,
+        value: &Value,
+    ) -> Result<Shape, StateError> {
+        match value {
+            Value::Map(entries) => {
+                let id = self.writer.new_object(parent, slot, ObjType::Map)?;
+                self.write_map(id, None, entries)
+            }
+            Value::Array(items) => {
+                let id = self.writer.new_object(parent, slot, ObjType::List)?;
+                self.write_list(id, &[], Vec::new(), items)
+            }
+            // A fresh write of a scalar has nothing to reuse: the reading writer reads nothing.
+            scalar => self.writer.write(parent, slot, None, scalar),
+        }
+    }
+
+    fn write_map(
+        &mut self,
+        id: ObjId,
+        old: Option<OldMap<'_>>,
+        entries: &[(Value, Value)],
+    ) -> Result<Shape, StateError> {
+        let keys: Vec<Cow<'_, str>> = entries.iter().map(|(k, _)| encode_key(k)).collect();
+        let (old_entries, old_keys, mut old_children, old_ordered) = match old {
+            Some(o) => {
+                let children: Vec<Option<Shape>> = o.children.into_iter().map(Some).collect();
+                (o.entries, o.keys, children, o.ordered)
+            }
+            None => (&[][..], Vec::new(), Vec::new(), false),
+        };
+        // Guest maps mostly keep their keys in place (structs, maps of players): look at the
+        // same position first, and build an index only when that misses.
+        let mut index: Option<std::collections::HashMap<&str, usize>> = None;
+        let mut children = Vec::with_capacity(entries.len());
+        for (i, ((_, v), k)) in entries.iter().zip(&keys).enumerate() {
+            let at = if old_keys.get(i).is_some_and(|o| o == k) {
+                Some(i)
+            } else {
+                let index = index.get_or_insert_with(|| {
+                    old_keys
+                        .iter()
+                        .enumerate()
+                        .map(|(j, k)| (k.as_str(), j))
+                        .collect()
+                });
+                index.get(k.as_ref()).copied()
+            };
+            let old = at.and_then(|j| Some((&old_entries[j].1, old_children[j].take()?)));
+            let slot = Slot::Put(Prop::Map(k.to_string()));
+            children.push(self.write(&id, slot, old, v)?);
+        }
+        // Old keys whose child was not taken are keys the new value no longer has.
+        let gone: Vec<String> = old_keys
+            .iter()
+            .zip(&old_children)
+            .filter(|(_, c)| c.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.writer.delete_keys(&id, gone)?;
+        let ordered = !is_strictly_sorted(&keys);
+        let same_keys =
+            old_keys.len() == keys.len() && old_keys.iter().zip(&keys).all(|(a, b)| a == b);
+        if ordered && !(old_ordered && same_keys) {
+            let list = keys.iter().map(|k| Value::from(k.as_ref())).collect();
+            let order = ScalarValue::Bytes(encode(&Value::Array(list)));
+            self.writer.stats.ops += 1;
+            self.writer.tx.put(&id, ORDER_KEY, order)?;
+        } else if !ordered && old_ordered {
+            self.writer.delete_keys(&id, [ORDER_KEY.to_string()])?;
+        }
+        Ok(Shape::Map {
+            id,
+            keys: keys.into_iter().map(Cow::into_owned).collect(),
+            children,
+            ordered,
+        })
+    }
+
+    fn write_list(
+        &mut self,
+        id: ObjId,
+        old_items: &[Value],
+        old_children: Vec<Shape>,
+        items: &[Value],
+    ) -> Result<Shape, StateError> {
+        let len = old_children.len();
+        let mut old = old_items.iter().zip(old_children);
+        let mut children = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            children.push(match old.next() {
+                Some(o) => self.write(&id, Slot::Put(Prop::Seq(i)), Some(o), item)?,
+                None => self.write_new(&id, Slot::Insert(i), item)?,
+            });
+        }
+        self.writer.truncate(&id, items.len(), len)?;
+        Ok(Shape::List { id, children })
+    }
+}
+
+/// The previous content of a map, for [`Differ::write_map`].
+struct OldMap<'a> {
+    entries: &'a [(Value, Value)],
+    keys: Vec<String>,
+    children: Vec<Shape>,
+    ordered: bool,
+}
+
+fn is_object(v: &Value) -> bool {
+    matches!(v, Value::Map(_) | Value::Array(_))
+}
+
+/// Equality of MessagePack values as the document stores them: floats by their bits (NaN,
+/// -0.0), integers by value whatever their encoding, strings by their bytes.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Nil, Value::Nil) => true,
+        (Value::Boolean(x), Value::Boolean(y)) => x == y,
+        (Value::Integer(x), Value::Integer(y)) => {
+            x.as_u64() == y.as_u64() && x.as_i64() == y.as_i64()
+        }
+        (Value::F32(x), Value::F32(y)) => x.to_bits() == y.to_bits(),
+        (Value::F64(x), Value::F64(y)) => x.to_bits() == y.to_bits(),
+        (Value::String(x), Value::String(y)) => x.as_bytes() == y.as_bytes(),
+        (Value::Binary(x), Value::Binary(y)) => x == y,
+        (Value::Ext(t, x), Value::Ext(u, y)) => t == u && x == y,
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| same_value(ka, kb) && same_value(va, vb))
+        }
+        _ => false,
     }
 }
 

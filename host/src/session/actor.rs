@@ -3,10 +3,15 @@
 //! batches. Spawned by the registry; driven through [`SessionHandle`].
 //!
 //! A batch is one awaited command (or tick) plus what else is already queued
-//! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the snapshot,
-//! reconciles it with meta and seats into the session's `SessionDoc`, waits
-//! until the store writer made the change durable, and only then releases
-//! acks and join replies: nothing acknowledged can be lost. Persistence and
+//! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the guest
+//! snapshot (the rollback point). A batch that holds a reply waiting on
+//! durability (an input's ack, a join, a leave, a swap, a hand-off) or that
+//! stops the session is persisted at once: the snapshot is reconciled with
+//! meta and seats into the session's `SessionDoc`, the store writer makes the
+//! change durable, and only then are acks and replies released, so nothing
+//! acknowledged can be lost. Any other batch (tick-only progress, a
+//! disconnect) is persisted at most every `Persist::persist_interval`: by the
+//! next batch that is due, or by a timer when no batch comes. Persistence and
 //! rules hot-swap live in [`durable`].
 
 mod durable;
@@ -102,6 +107,8 @@ pub fn spawn(
         state_dirty: true,
         seats_dirty: false,
         removed_seats: Vec::new(),
+        last_persist: Instant::now(),
+        persist_due: None,
     };
     actor.deliver(out.effects);
     let handle = SessionHandle::new(id, game.name.clone(), tx, status_rx);
@@ -147,6 +154,8 @@ enum Deferred {
 enum Work {
     Cmd(Command),
     Tick,
+    /// Deferred progress is due to be persisted (no guest event).
+    Flush,
 }
 
 struct Actor {
@@ -186,6 +195,12 @@ struct Actor {
     /// Seats changed since the last commit.
     seats_dirty: bool,
     removed_seats: Vec<PlayerId>,
+    /// When the progress not yet persisted (`state_dirty`/`seats_dirty`
+    /// left by batches with nothing to acknowledge) must be written;
+    /// `None` when everything is persisted.
+    persist_due: Option<Instant>,
+    /// When the document was last handed to the store writer.
+    last_persist: Instant,
 }
 
 impl Actor {
@@ -194,12 +209,14 @@ impl Actor {
         crate::metrics::session_started(&self.game.name);
         let mut stop = false;
         while !stop && !self.ended {
+            let due = self.persist_due;
             let first = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Work::Cmd(cmd),
                     None => break,
                 },
                 () = self.ticker.wait() => Work::Tick,
+                () = sleep_until_due(due), if due.is_some() => Work::Flush,
             };
             if !self.admitted().await {
                 break;
@@ -211,11 +228,15 @@ impl Actor {
                 stop |= self.apply(Work::Cmd(cmd));
                 n += 1;
             }
-            self.after_batch().await;
+            // A stopping session persists whatever progress is pending.
+            self.after_batch(stop).await;
         }
         self.status.send_modify(|s| s.ended = true);
         if self.ended {
             self.forget().await;
+        } else if let Err(e) = self.commit().await {
+            // Every handle is gone without a `Shutdown`: last chance to persist.
+            tracing::error!(session = %self.id, error = %e, "final progress not persisted");
         }
         // Refuse what is still queued, so no input goes unanswered; new sends
         // fail at once and the gateway answers `session_ended` itself.
@@ -304,6 +325,7 @@ impl Actor {
                 let (n, dt_ms) = self.ticker.advance();
                 self.guest_event(Event::Tick { n, dt_ms }, None, None);
             }
+            Work::Flush => {}
             Work::Cmd(Command::Join { name, conn, reply }) => self.join(name, conn, reply),
             Work::Cmd(Command::Resume {
                 token_hash,
@@ -646,10 +668,12 @@ impl Actor {
     }
 
     /// The step after every batch: take the guest snapshot as the new last
-    /// good state, commit it with meta and seats to the session document, wait
-    /// until the store has it, and only then release acks and join/leave
-    /// replies — so nothing acknowledged can be lost.
-    async fn after_batch(&mut self) {
+    /// good state; then, if the batch holds a reply waiting on durability, if
+    /// `stop`, or if deferred progress is due, commit it with meta and seats to
+    /// the session document and wait until the store has it, and only then
+    /// release acks and join/leave replies — so nothing acknowledged can be
+    /// lost. Otherwise the progress waits (at most `persist_interval`).
+    async fn after_batch(&mut self, stop: bool) {
         if self.dirty && !self.ended {
             match self.instance.snapshot() {
                 Ok(state) if state.len() > self.persist.max_snapshot_bytes => {
@@ -669,7 +693,11 @@ impl Actor {
             }
         }
         self.dirty = false;
-        let durable = self.commit().await;
+        let durable = if stop || !self.pending.is_empty() || self.persist_is_due() {
+            self.commit().await
+        } else {
+            Ok(())
+        };
         let hand_off = self
             .pending
             .iter()
@@ -727,6 +755,14 @@ impl Actor {
             // Stops the loop; `forget` drops it from this node's store.
             self.ended = true;
         }
+    }
+}
+
+/// Waits until `due` (never, for `None`; the loop only polls it when `Some`).
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

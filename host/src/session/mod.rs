@@ -35,6 +35,8 @@ pub struct Persist {
     pub compaction: minotaur_state::CompactionPolicy,
     /// The cluster's ownership gate, checked before every batch; `None` alone.
     pub gate: Option<Arc<dyn gate::OwnerGate>>,
+    /// Longest tick-only progress waits before it is written (see `actor`).
+    pub persist_interval: std::time::Duration,
 }
 
 /// Why one session did not move to new rules; it stays on the old ones.

@@ -1,7 +1,9 @@
 //! Sessions survive the node: `kill -9` and SIGTERM restarts on the same data
 //! directory bring every session back with its seats, tokens and state; no
-//! acknowledged input is ever lost; a corrupt stored document is quarantined
-//! while the others load; an oversized snapshot is a rolled-back failure.
+//! acknowledged input is ever lost; tick-only progress is persisted without
+//! any input (within `--persist-interval-ms`) and SIGTERM flushes what is
+//! still pending; a corrupt stored document is quarantined while the others
+//! load; an oversized snapshot is a rolled-back failure.
 
 use serde_json::{json, Value};
 
@@ -115,6 +117,97 @@ async fn sigterm_loses_no_acknowledged_input() {
     assert!(
         count >= acks && count <= sent,
         "{acks} acks of {sent} inputs sent, but the restored counter is {view}"
+    );
+}
+
+/// The `tick` the admin API lists for `session`: the actor publishes it after
+/// each store write, so it is the latest durable tick.
+async fn durable_tick(node: &TestNode, session: &str) -> u64 {
+    let sessions = node.admin_sessions().await;
+    sessions
+        .as_array()
+        .expect("session list")
+        .iter()
+        .find(|s| s["id"] == session)
+        .and_then(|s| s["tick"].as_u64())
+        .unwrap_or_else(|| panic!("{session} not listed: {sessions}"))
+}
+
+/// A chaos session ticking at 50 Hz, its one player's client, and its id.
+async fn ticking_chaos(node: &TestNode) -> (Client, String) {
+    let (mut c, session) = chaos_session(node).await;
+    // The ack of this input comes after a store write; from here on only
+    // ticks change the state.
+    c.input_ok(json!({"do": "tick_rate", "n": 50}), 1).await;
+    (c, session)
+}
+
+#[tokio::test]
+async fn tick_only_progress_is_persisted_without_inputs() {
+    let node = TestNode::start_with(&["chaos"], &["--persist-interval-ms", "100"]);
+    let (c, session) = ticking_chaos(&node).await;
+    let token = token_of(&c);
+    // Tick-only batches are written at most every 100 ms, so the durable tick
+    // keeps moving although no input arrives.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let mut durable = durable_tick(&node, &session).await;
+    while durable < 20 {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "tick-only progress not persisted within {DEADLINE:?}: durable tick {durable}"
+        );
+        // Polling interval of the condition, not a synchronisation.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        durable = durable_tick(&node, &session).await;
+    }
+    drop(c);
+
+    let node = node.restart(); // SIGKILL: what was written survives
+    let (mut c, _) = resume(&node, &token).await;
+    let view = c.recv_type("view").await;
+    let ticks = view["data"]["ticks"].as_u64().expect("ticks");
+    assert!(
+        ticks >= durable,
+        "durable tick {durable} before kill -9, restored state has {view}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_persists_pending_tick_only_progress() {
+    // An interval far longer than the test: tick-only progress is never due,
+    // so only the flush at shutdown can make it durable.
+    let node = TestNode::start_with(&["chaos"], &["--persist-interval-ms", "600000"]);
+    let (mut c, _) = ticking_chaos(&node).await;
+    let token = token_of(&c);
+    let view = c
+        .recv_until(|m| m["type"] == "view" && m["data"]["ticks"].as_u64() >= Some(20))
+        .await;
+    node.terminate();
+    // Every view the node sent before closing: the last one is the last tick
+    // the session applied.
+    let mut seen = view["data"]["ticks"].as_u64().expect("ticks");
+    loop {
+        match c.next(DEADLINE).await {
+            Some(Incoming::Msg(m)) if m["type"] == "view" => {
+                seen = seen.max(m["data"]["ticks"].as_u64().expect("ticks"))
+            }
+            Some(Incoming::Msg(_)) => {}
+            Some(Incoming::Closed(_)) => break,
+            None => panic!("the node did not close the connection within {DEADLINE:?}"),
+        }
+    }
+    let mut node = node;
+    let status = node.wait_exit(DEADLINE).expect("node exited after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(seen >= 20, "last view seen: {seen} ticks");
+
+    let node = node.restart();
+    let (mut c, _) = resume(&node, &token).await;
+    let view = c.recv_type("view").await;
+    let ticks = view["data"]["ticks"].as_u64().expect("ticks");
+    assert!(
+        ticks >= seen,
+        "the client saw {seen} ticks before SIGTERM, the restored state has {view}"
     );
 }
 

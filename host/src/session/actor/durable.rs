@@ -126,6 +126,8 @@ pub fn resume_stored(
         state_dirty: false,
         seats_dirty: true,
         removed_seats: Vec::new(),
+        persist_due: None,
+        last_persist: tokio::time::Instant::now(),
     };
     // Restore sends every seat its view; with no connection yet, that fills
     // the last view a resuming player gets at once.
@@ -156,12 +158,31 @@ impl Actor {
         meta
     }
 
+    /// For a batch with nothing waiting on durability: whether its progress
+    /// (and any left by earlier such batches) is to be written now — the
+    /// session has no base save yet, or `persist_interval` has passed since
+    /// the last write. If not, the progress is marked pending until then
+    /// (`persist_due`, which the actor loop waits on when no batch comes).
+    pub(super) fn persist_is_due(&mut self) -> bool {
+        if self.ended || !(self.state_dirty || self.seats_dirty) {
+            return false;
+        }
+        let due = self.last_persist + self.persist.persist_interval;
+        if !self.saved_base || tokio::time::Instant::now() >= due {
+            return true;
+        }
+        self.persist_due = Some(due);
+        false
+    }
+
     /// Reconcile what changed into the document and make it durable. `Ok`
     /// when there was nothing to write.
     pub(super) async fn commit(&mut self) -> Result<(), PersistError> {
+        self.persist_due = None;
         if self.ended || !(self.state_dirty || self.seats_dirty) {
             return Ok(());
         }
+        self.last_persist = tokio::time::Instant::now();
         let meta = self.meta();
         self.doc.set_meta(&meta);
         if self.seats_dirty {
@@ -207,7 +228,11 @@ impl Actor {
         };
         let result = self.persist.writer.write(write).await;
         match &result {
-            Ok(()) => self.saved_base = true,
+            Ok(()) => {
+                self.saved_base = true;
+                // Listings show the durable tick.
+                self.status.send_modify(|s| s.tick = self.ticker.n);
+            }
             Err(e) => {
                 tracing::error!(session = %self.id, error = %e, "session not persisted");
                 // Write everything again next time: a full save cannot
@@ -215,7 +240,6 @@ impl Actor {
                 self.saved_base = false;
             }
         }
-        self.status.send_modify(|s| s.tick = self.ticker.n);
         result
     }
 
