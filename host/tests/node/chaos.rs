@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{games_dir, tictactoe_pair, Client, TestNode};
+use crate::common::{games_dir, tictactoe_pair, Client, TestNode, DEADLINE};
 
 async fn chaos_player(node: &TestNode) -> (Client, String) {
     games_dir(&["chaos"]);
@@ -105,7 +105,23 @@ async fn three_failures_in_a_row_end_the_session() {
     );
     let late = chaos.input(json!({"do": "echo", "n": 1}), 4).await;
     assert_eq!(late["code"], "session_ended", "{late}");
-    // The node forgot the session.
+    // The node forgets the session once its actor has stopped (right after the last
+    // answer): wait for that, then a join is told the session is unknown.
+    let start = std::time::Instant::now();
+    while node
+        .admin_sessions()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["id"] == session)
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the ended session is still listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let mut other = node.client().await;
     let e = other
         .join(json!({"type": "join", "session": session, "name": "n"}))
