@@ -59,20 +59,26 @@ async fn a_partitioned_owner_stops_before_the_majority_takes_over() {
         seq += 1;
         p.input_ok(json!({"do": "echo", "n": 1}), seq).await;
     }
-    // Its replica has caught up (the count is on a majority-side node).
-    let s = session.clone();
-    wait_until(Duration::from_secs(10), "the replica caught up", || {
-        let s = s.clone();
-        async move {
-            for i in 0..2 {
-                if !c.replica_changes(i, &s).await.is_empty() {
-                    return true;
-                }
-            }
-            false
-        }
-    })
-    .await;
+    // Its replica has caught up: the copy on a majority-side node exists and its heads
+    // stay put for 10 polls (200 ms, four sync intervals), so all 5 acked inputs are there.
+    let start = Instant::now();
+    let (mut last, mut same) = (String::new(), 0);
+    while same < 10 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the replica never settled"
+        );
+        let a = cluster.replica_changes(0, &session).await;
+        let b = cluster.replica_changes(1, &session).await;
+        let n = a.max(b);
+        same = if !n.is_empty() && n == last {
+            same + 1
+        } else {
+            0
+        };
+        last = n;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let lab = cluster.lab.as_ref().expect("netns lab");
     lab.cut(owner, 0);
