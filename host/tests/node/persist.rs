@@ -89,6 +89,15 @@ async fn sigterm_loses_no_acknowledged_input() {
         }
         sent += 1;
         if seq == 150 {
+            // Some inputs acknowledged before the stop (on a fast machine the signal could
+            // otherwise beat the first frame), the rest still in flight during it.
+            while acks == 0 {
+                match c.next(DEADLINE).await {
+                    Some(Incoming::Msg(m)) if m["type"] == "ack" => acks += 1,
+                    Some(Incoming::Msg(_)) => {}
+                    other => panic!("no ack before the stop: {other:?}"),
+                }
+            }
             node.terminate();
         }
     }
