@@ -14,17 +14,7 @@ use crate::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_a_tictactoe_game_over_without_losing_a_move() {
     let mut cluster = TestCluster::start(2, &[]);
-    let c = &cluster;
-    wait_until(
-        Duration::from_secs(10),
-        "both nodes ready and joined",
-        || async move {
-            c.members(0).await.is_some_and(|m| m.len() == 2)
-                && c.members(1).await.is_some_and(|m| m.len() == 2)
-                && c.status(0, "/readyz").await == 200
-        },
-    )
-    .await;
+    cluster.wait_all_joined(Duration::from_secs(10)).await;
 
     let url = cluster.nodes[0].ws_url();
     let mut x = Client::connect_url(&url, Enc::Json).await;
@@ -106,17 +96,7 @@ async fn resume(url: &str, token: &serde_json::Value) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_command_hands_over_and_a_draining_node_takes_no_new_sessions() {
     let mut cluster = TestCluster::start(2, &[]);
-    let c = &cluster;
-    wait_until(
-        Duration::from_secs(10),
-        "both joined and ready",
-        || async move {
-            c.members(0).await.is_some_and(|m| m.len() == 2)
-                && c.members(1).await.is_some_and(|m| m.len() == 2)
-                && c.status(0, "/readyz").await == 200
-        },
-    )
-    .await;
+    cluster.wait_all_joined(Duration::from_secs(10)).await;
     let url = cluster.nodes[0].ws_url();
     let mut p = Client::connect_url(&url, Enc::Json).await;
     p.send(json!({"type": "create", "game": "tictactoe"})).await;

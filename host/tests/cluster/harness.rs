@@ -364,6 +364,47 @@ impl TestCluster {
             .to_owned()
     }
 
+    /// Waits until every node sees all the others and answers `/readyz` 200.
+    pub async fn wait_all_joined(&self, deadline: Duration) {
+        let n = self.nodes.len();
+        wait_until(deadline, "every node joined and ready", || async move {
+            for i in 0..n {
+                if self.members(i).await.is_none_or(|m| m.len() != n)
+                    || self.status(i, "/readyz").await != 200
+                {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+    }
+
+    /// Waits until some node among `replicas` holds a copy of `session` whose heads stay put
+    /// for 10 polls 20 ms apart (four sync intervals): every acknowledged change is there.
+    pub async fn wait_replica_settled(&self, replicas: &[usize], session: &str) {
+        let start = Instant::now();
+        let (mut last, mut same) = (String::new(), 0);
+        while same < 10 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the replica of {session} never settled"
+            );
+            let mut heads = String::new();
+            for &i in replicas {
+                heads = heads.max(self.replica_changes(i, session).await);
+            }
+            same = if !heads.is_empty() && heads == last {
+                same + 1
+            } else {
+                0
+            };
+            last = heads;
+            // Polling another process's state: there is nothing to be notified by.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every `activated session=S node=N epoch=E` line so far, as `(S, N, E)`.
     pub fn activations(&self) -> Vec<(String, String, u64)> {
         self.log_lines()

@@ -31,16 +31,7 @@ async fn a_partitioned_owner_stops_before_the_majority_takes_over() {
             "10000",
         ],
     );
-    let c = &cluster;
-    wait_until(Duration::from_secs(20), "all three joined", || async move {
-        for i in 0..3 {
-            if c.members(i).await.is_none_or(|m| m.len() != 3) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    cluster.wait_all_joined(Duration::from_secs(20)).await;
 
     // A session on n3, with a player who stays connected to n3 throughout.
     let owner = 2;
@@ -59,26 +50,8 @@ async fn a_partitioned_owner_stops_before_the_majority_takes_over() {
         seq += 1;
         p.input_ok(json!({"do": "echo", "n": 1}), seq).await;
     }
-    // Its replica has caught up: the copy on a majority-side node exists and its heads
-    // stay put for 10 polls (200 ms, four sync intervals), so all 5 acked inputs are there.
-    let start = Instant::now();
-    let (mut last, mut same) = (String::new(), 0);
-    while same < 10 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the replica never settled"
-        );
-        let a = cluster.replica_changes(0, &session).await;
-        let b = cluster.replica_changes(1, &session).await;
-        let n = a.max(b);
-        same = if !n.is_empty() && n == last {
-            same + 1
-        } else {
-            0
-        };
-        last = n;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Its replica (on a majority-side node) has every acked input.
+    cluster.wait_replica_settled(&[0, 1], &session).await;
 
     let lab = cluster.lab.as_ref().expect("netns lab");
     lab.cut(owner, 0);
@@ -182,7 +155,7 @@ async fn a_partitioned_owner_stops_before_the_majority_takes_over() {
             "{told}"
         );
     }
-    let s = session.clone();
+    let (c, s) = (&cluster, session.clone());
     wait_until(Duration::from_secs(10), "n3 dropped its stale copy", || {
         let s = s.clone();
         async move { !served_on(c, owner, &s).await }

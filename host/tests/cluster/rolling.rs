@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::{
     common::{Client, Enc, Incoming},
-    harness::{wait_until, TestCluster},
+    harness::TestCluster,
 };
 
 const SESSIONS_PER_NODE: usize = 2;
@@ -35,7 +35,7 @@ async fn rolling_restart_under_load_loses_nothing() {
             "10000",
         ],
     );
-    all_joined(&cluster).await;
+    cluster.wait_all_joined(Duration::from_secs(15)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.ws_url()).collect();
@@ -60,7 +60,7 @@ async fn rolling_restart_under_load_loses_nothing() {
         let exited = cluster.wait_exit(i, Duration::from_secs(20)).await;
         assert!(exited.is_some(), "n{} did not exit after its drain", i + 1);
         cluster.spawn(i);
-        all_joined(&cluster).await;
+        cluster.wait_all_joined(Duration::from_secs(15)).await;
         cluster.assert_single_owner();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -95,24 +95,6 @@ async fn rolling_restart_under_load_loses_nothing() {
         handovers >= 3 * SESSIONS_PER_NODE,
         "every session moved at least once"
     );
-}
-
-async fn all_joined(cluster: &TestCluster) {
-    wait_until(
-        Duration::from_secs(15),
-        "all three joined and ready",
-        || async move {
-            for i in 0..3 {
-                if cluster.members(i).await.is_none_or(|m| m.len() != 3)
-                    || cluster.status(i, "/readyz").await != 200
-                {
-                    return false;
-                }
-            }
-            true
-        },
-    )
-    .await;
 }
 
 async fn new_session(url: &str) -> (Client, String, String) {

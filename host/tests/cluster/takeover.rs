@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::{
     common::{Client, Enc},
-    harness::{wait_until, TestCluster},
+    harness::TestCluster,
 };
 
 /// The design's target for a crash takeover.
@@ -19,16 +19,7 @@ const TAKEOVER_BOUND: Duration = Duration::from_secs(5);
 async fn kill_9_of_the_owner_and_the_replica_takes_over() {
     // A short lease keeps the voters' start-up quiet period (lease + margin) short.
     let mut cluster = TestCluster::start(3, &["--lease-ms", "800"]);
-    let c = &cluster;
-    wait_until(Duration::from_secs(10), "all three joined", || async move {
-        for i in 0..3 {
-            if c.members(i).await.is_none_or(|m| m.len() != 3) {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    cluster.wait_all_joined(Duration::from_secs(10)).await;
 
     let url = cluster.nodes[0].ws_url();
     let mut x = Client::connect_url(&url, Enc::Json).await;
@@ -48,25 +39,8 @@ async fn kill_9_of_the_owner_and_the_replica_takes_over() {
     x.input_ok(json!({"cell": 4}), 1).await;
     o.input_ok(json!({"cell": 0}), 1).await;
     x.input_ok(json!({"cell": 8}), 2).await;
-    // The replica's copy must have caught up: its change count stays put across polls.
-    let start = Instant::now();
-    let (mut last, mut same) = (String::new(), 0);
-    while same < 5 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "the replica never settled"
-        );
-        let a = cluster.replica_changes(1, &session).await;
-        let b = cluster.replica_changes(2, &session).await;
-        let n = a.max(b);
-        same = if !n.is_empty() && n == last {
-            same + 1
-        } else {
-            0
-        };
-        last = n;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The replica's copy must have caught up.
+    cluster.wait_replica_settled(&[1, 2], &session).await;
 
     drop((x, o));
     let killed = Instant::now();
