@@ -45,8 +45,10 @@ struct Inner {
     max_sessions: usize,
     // Short critical sections only (map lookups); never held across an await.
     state: Mutex<State>,
-    // Serializes quick-matches so two players arriving together share a session.
-    quick_match: tokio::sync::Mutex<()>,
+    // Held while quick-match picks (or starts) a session and reserves a
+    // seat in it: synchronous and short, so two players arriving together
+    // share a session, yet no quick-match waits on another's join.
+    quick_match: Mutex<()>,
     // Number of live sessions, watched by `shutdown`.
     live: watch::Sender<usize>,
     // `true` once `shutdown` saw every session stop (and persist).
@@ -59,8 +61,29 @@ struct State {
     tokens: HashMap<TokenHash, String>,
     /// Slots taken by sessions being started (counted against `max_sessions`).
     starting: usize,
+    /// Seats promised to quick-matches whose join is still in flight, by
+    /// session: counted as taken when picking a session.
+    reserved: HashMap<String, u32>,
     next_order: u64,
     closed: bool,
+}
+
+/// A seat promised to a quick-match until its join returns (or is dropped).
+struct Reservation {
+    registry: Registry,
+    id: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut st = self.registry.state();
+        if let Some(n) = st.reserved.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                st.reserved.remove(&self.id);
+            }
+        }
+    }
 }
 
 struct Entry {
@@ -77,7 +100,7 @@ impl Registry {
                 persist,
                 max_sessions,
                 state: Mutex::new(State::default()),
-                quick_match: tokio::sync::Mutex::new(()),
+                quick_match: Mutex::new(()),
                 live: watch::channel(0).0,
                 drained: watch::channel(false).0,
             }),
@@ -225,6 +248,10 @@ impl Registry {
     }
 
     /// Take a seat in the oldest open session of `game`, or in a new one.
+    ///
+    /// The pick is a short synchronous section that reserves the seat; the
+    /// join itself (which waits for the session to make it durable) runs
+    /// outside it, so quick-matches into busy sessions proceed side by side.
     pub async fn quick_match(
         &self,
         game: &str,
@@ -234,24 +261,65 @@ impl Registry {
         if self.inner.catalog.get(game).is_none() {
             return Err(SessionError::UnknownGame(game.to_owned()));
         }
-        let _one_at_a_time = self.inner.quick_match.lock().await;
-        let candidates: Vec<String> = self
-            .list(Some(game))
-            .into_iter()
-            .filter(|s| s.open)
-            .map(|s| s.id)
-            .collect();
-        for id in candidates {
-            match self.join(&id, name.clone(), conn.clone()).await {
+        // A session can fill up, end or refuse between the pick and the join
+        // (a direct join took the seat): pick again, a bounded number of times.
+        const ATTEMPTS: usize = 8;
+        let mut last = SessionError::Full;
+        for _ in 0..ATTEMPTS {
+            let reservation = self.reserve_seat(game)?;
+            match self.join(&reservation.id, name.clone(), conn.clone()).await {
                 Ok(done) => return Ok(done),
-                // Filled up, ended or refused since we looked: try the next one.
-                Err(SessionError::Full | SessionError::Ended | SessionError::Rejected(_)) => {}
-                Err(SessionError::UnknownSession(_)) => {}
+                Err(
+                    e @ (SessionError::Full
+                    | SessionError::Ended
+                    | SessionError::Rejected(_)
+                    | SessionError::UnknownSession(_)),
+                ) => last = e,
                 Err(e) => return Err(e),
             }
         }
-        let handle = self.create(game, None)?;
-        self.join(handle.id(), name, conn).await
+        Err(last)
+    }
+
+    /// Reserve a seat for a quick-match of `game`: in the oldest session with
+    /// a seat neither taken nor reserved, or in a session started for it.
+    fn reserve_seat(&self, game: &str) -> Result<Reservation, SessionError> {
+        let _pick = self
+            .inner
+            .quick_match
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let picked = {
+            let mut st = self.state();
+            let mut entries: Vec<&Entry> = st
+                .sessions
+                .values()
+                .filter(|e| e.handle.game() == game)
+                .collect();
+            entries.sort_by_key(|e| e.order);
+            let free = entries.into_iter().find_map(|e| {
+                let s = e.handle.status();
+                let reserved = st.reserved.get(e.handle.id()).copied().unwrap_or(0);
+                (!s.ended && s.players + reserved < s.max_players).then(|| e.handle.id().to_owned())
+            });
+            if let Some(id) = &free {
+                *st.reserved.entry(id.clone()).or_default() += 1;
+            }
+            free
+        };
+        let id = match picked {
+            Some(id) => id,
+            None => {
+                // Starting an actor is synchronous: no await under the pick lock.
+                let id = self.create(game, None)?.id().to_owned();
+                *self.state().reserved.entry(id.clone()).or_default() += 1;
+                id
+            }
+        };
+        Ok(Reservation {
+            registry: self.clone(),
+            id,
+        })
     }
 
     /// Take back the seat `token` belongs to, from any connection.

@@ -87,6 +87,30 @@ async fn quick_match_pairs_two_players() {
     b.input_ok(json!({"cell": 1}), 1).await;
 }
 
+/// Quick-matches arriving together (they no longer wait for each other's
+/// join) still pair up exactly: every session gets two players, none is
+/// started for one player while another has a free seat.
+#[tokio::test]
+async fn concurrent_quick_matches_fill_sessions_exactly() {
+    const PLAYERS: usize = 24;
+    let node = TestNode::start(&[]);
+    let mut clients = Vec::new();
+    for _ in 0..PLAYERS {
+        clients.push(node.client().await);
+    }
+    let joins = clients.iter_mut().enumerate().map(|(i, c)| async move {
+        let j = c.quick_match("tictactoe", &format!("p{i}")).await;
+        j["session"].as_str().expect("session id").to_owned()
+    });
+    let sessions = futures_util::future::join_all(joins).await;
+    let mut per_session = std::collections::BTreeMap::<String, usize>::new();
+    for s in sessions {
+        *per_session.entry(s).or_default() += 1;
+    }
+    assert_eq!(per_session.len(), PLAYERS / 2, "{per_session:?}");
+    assert!(per_session.values().all(|&n| n == 2), "{per_session:?}");
+}
+
 #[tokio::test]
 async fn resume_after_a_dropped_connection_gives_the_same_seat_and_view() {
     let node = TestNode::start(&[]);
