@@ -76,7 +76,10 @@ pub struct Config {
     /// Longest a session's tick-only progress (batches with no input, join,
     /// leave or swap waiting on durability) stays in memory before it is
     /// written to the store, in milliseconds. Batches with something to
-    /// acknowledge are always written at once; 0 writes every batch.
+    /// acknowledge are always durable before the answer (an input's ack via
+    /// the store's journal, whose state reaches the session document within
+    /// this interval, or within `--sync-interval-ms` in a cluster); 0 writes
+    /// the document on every batch.
     #[arg(long, env = "MINOTAUR_PERSIST_INTERVAL_MS", default_value_t = 250)]
     pub persist_interval_ms: u64,
 
@@ -104,6 +107,18 @@ impl Config {
             max_memory_bytes: self.guest_memory_mib * 1024 * 1024,
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             ..Default::default()
+        }
+    }
+
+    /// Longest an acknowledged state stays in the journal only: the persist
+    /// interval, and in a cluster at most the sync interval (replicas are
+    /// synced from the document, so this bounds how far they trail the acks).
+    pub fn journal_interval(&self) -> Duration {
+        let persist = self.persist_interval();
+        if self.cluster.enabled() {
+            persist.min(self.cluster.sync_interval())
+        } else {
+            persist
         }
     }
 

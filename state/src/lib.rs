@@ -17,4 +17,4 @@ pub mod store;
 pub use doc::{CompactionPolicy, SeatRecord, SessionDoc, SessionMeta};
 pub use error::StateError;
 pub use reconcile::{read, reconcile, reconcile_cached, ReconcileStats, Written};
-pub use store::{GameRecord, SessionWrite, Store, StoreError, StoreOptions, SwapPolicy};
+pub use store::{GameRecord, Journal, SessionWrite, Store, StoreError, StoreOptions, SwapPolicy};

@@ -1,7 +1,9 @@
 //! The embedded durable store (redb, one file `minotaur.redb`): session documents as a base
 //! save plus appended incremental chunks, quarantined corrupt documents, wasm modules by
-//! content hash, and game records. Used by the session actor (per-batch appends) and by the
-//! node at startup (load every session) and on publish.
+//! content hash, game records, and each session's *journal*: the raw guest snapshot of an
+//! acknowledged batch that the document does not hold yet (see [`SessionWrite::Journal`]).
+//! Used by the session actor (per-batch appends and journal entries) and by the node at
+//! startup (load every session) and on publish.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ const BASES: TableDefinition<&str, &[u8]> = TableDefinition::new("session_base")
 const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("session_chunks");
 /// (session, sequence) → the bytes of a quarantined document (base and chunks concatenated).
 const QUARANTINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("quarantine");
+/// session → [`Journal`] (tick, then the raw guest snapshot): newer than the document.
+const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("session_journal");
 /// module hash (hex) → wasm bytes.
 const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
 /// game name → MessagePack [`GameRecord`].
@@ -51,6 +55,48 @@ pub enum SessionWrite {
     Append { session: String, chunk: Vec<u8> },
     /// Forget the session.
     Delete { session: String },
+    /// The session's latest acknowledged state, not yet in its document: replaces the
+    /// previous journal entry. Any later `Full`/`Append`/`Delete` of the session drops it
+    /// (the document then holds that state or newer), so an entry that exists is always
+    /// newer than the stored document.
+    Journal { session: String, journal: Journal },
+}
+
+impl SessionWrite {
+    /// The session this write is about.
+    pub fn session(&self) -> &str {
+        match self {
+            SessionWrite::Full { session, .. }
+            | SessionWrite::Append { session, .. }
+            | SessionWrite::Delete { session }
+            | SessionWrite::Journal { session, .. } => session,
+        }
+    }
+}
+
+/// A journal entry: the guest snapshot (MessagePack, as the guest wrote it) after the
+/// session's tick `tick`. Stored as 8 bytes of little-endian tick, then the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    pub tick: u64,
+    pub state: Vec<u8>,
+}
+
+impl Journal {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.state.len());
+        out.extend_from_slice(&self.tick.to_le_bytes());
+        out.extend_from_slice(&self.state);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Journal> {
+        let (tick, state) = bytes.split_first_chunk::<8>()?;
+        Some(Journal {
+            tick: u64::from_le_bytes(*tick),
+            state: state.to_vec(),
+        })
+    }
 }
 
 /// Errors of the store.
@@ -147,6 +193,7 @@ impl Store {
             tx.open_table(BASES)?.insert(session, bytes)?;
             tx.open_table(CHUNKS)?
                 .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+            tx.open_table(JOURNAL)?.remove(session)?;
         }
         tx.commit()?;
         Ok(())
@@ -167,6 +214,7 @@ impl Store {
                 .transpose()?
                 .map_or(0, |(k, _)| k.value().1 + 1);
             chunks.insert((session, next), chunk)?;
+            tx.open_table(JOURNAL)?.remove(session)?;
         }
         tx.commit()?;
         Ok(())
@@ -179,7 +227,12 @@ impl Store {
         {
             let mut bases = tx.open_table(BASES)?;
             let mut chunks = tx.open_table(CHUNKS)?;
+            let mut journal = tx.open_table(JOURNAL)?;
             for w in writes {
+                if !matches!(w, SessionWrite::Journal { .. }) {
+                    // The document now holds the journal's state or newer.
+                    journal.remove(w.session())?;
+                }
                 match w {
                     SessionWrite::Full { session, bytes } => {
                         bases.insert(session.as_str(), bytes.as_slice())?;
@@ -201,6 +254,12 @@ impl Store {
                         bases.remove(s)?;
                         chunks.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;
                     }
+                    SessionWrite::Journal {
+                        session,
+                        journal: entry,
+                    } => {
+                        journal.insert(session.as_str(), entry.encode().as_slice())?;
+                    }
                 }
             }
         }
@@ -221,6 +280,26 @@ impl Store {
             })
     }
 
+    /// The session's journal entry, if it has one (then it is newer than its document).
+    /// An entry that does not decode is reported as [`StoreError::Corrupt`].
+    pub fn load_journal(&self, session: &str) -> Result<Option<Journal>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let journal = match tx.open_table(JOURNAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(bytes) = journal.get(session)? else {
+            return Ok(None);
+        };
+        Journal::decode(bytes.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt {
+                session: session.to_string(),
+                source: Box::new(StateError::Corrupt("journal entry shorter than its tick".into())),
+            })
+    }
+
     /// Every session with a stored base, sorted.
     pub fn list_sessions(&self) -> Result<Vec<String>, StoreError> {
         let tx = self.db.begin_read()?;
@@ -238,6 +317,7 @@ impl Store {
             tx.open_table(BASES)?.remove(session)?;
             tx.open_table(CHUNKS)?
                 .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+            tx.open_table(JOURNAL)?.remove(session)?;
         }
         tx.commit()?;
         Ok(())
@@ -257,6 +337,7 @@ impl Store {
                 bytes.extend_from_slice(entry?.1.value());
             }
             chunks.retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+            tx.open_table(JOURNAL)?.remove(session)?;
             let mut quarantine = tx.open_table(QUARANTINE)?;
             let next = quarantine
                 .range((session, 0)..=(session, u64::MAX))?

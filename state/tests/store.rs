@@ -169,3 +169,65 @@ fn store_is_shared_across_threads() {
         state(3)
     );
 }
+
+/// A journal entry outlives a reopen, is replaced by the next one, and is dropped by any
+/// later document write of its session (the document then holds that state or newer),
+/// never by another session's.
+#[test]
+fn journal_entries_are_newer_than_the_document_or_gone() {
+    use minotaur_state::{Journal, SessionWrite};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = |tick| Journal {
+        tick,
+        state: state(tick),
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut live = doc("s", 1);
+        let base = SessionWrite::Full {
+            session: "s".into(),
+            bytes: live.save(),
+        };
+        let other = SessionWrite::Full {
+            session: "t".into(),
+            bytes: doc("t", 1).save(),
+        };
+        store.write_sessions(&[base, other]).unwrap();
+        assert_eq!(store.load_journal("s").unwrap(), None);
+        for tick in [2, 3] {
+            let entry = SessionWrite::Journal {
+                session: "s".into(),
+                journal: journal(tick),
+            };
+            store.write_sessions(&[entry]).unwrap();
+        }
+        assert_eq!(store.load_journal("s").unwrap(), Some(journal(3)));
+        // Another session's document write leaves this journal alone.
+        let mut t = store.load_session("t").unwrap().unwrap();
+        t.set_state(&state(9)).unwrap();
+        t.commit();
+        let chunk = SessionWrite::Append {
+            session: "t".into(),
+            chunk: t.save_incremental(),
+        };
+        store.write_sessions(&[chunk]).unwrap();
+        assert_eq!(store.load_journal("s").unwrap(), Some(journal(3)));
+        // Its own document catching up drops it, in the same transaction.
+        live.set_state(&state(3)).unwrap();
+        live.commit();
+        let catch_up = SessionWrite::Append {
+            session: "s".into(),
+            chunk: live.save_incremental(),
+        };
+        let next = SessionWrite::Journal {
+            session: "s".into(),
+            journal: journal(4),
+        };
+        store.write_sessions(&[catch_up, next]).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.load_journal("s").unwrap(), Some(journal(4)));
+    assert_eq!(store.load_session("s").unwrap().unwrap().state().unwrap(), state(3));
+    store.delete_session("s").unwrap();
+    assert_eq!(store.load_journal("s").unwrap(), None);
+}

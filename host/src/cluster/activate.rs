@@ -97,7 +97,7 @@ impl Activator {
             module,
         };
         let persist = self.registry.persist().clone();
-        let (handle, task, tokens) = actor::resume_stored(doc, game, persist)
+        let (handle, task, tokens) = actor::resume_stored(doc, None, game, persist)
             .map_err(|e| ActivateError::Start(e.to_string()))?;
         self.registry.insert(handle, task, &tokens);
         tracing::info!(

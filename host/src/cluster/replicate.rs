@@ -61,6 +61,9 @@ impl ReplicationHook {
             SessionWrite::Full { session, bytes } => hook.full(session, bytes.clone()),
             SessionWrite::Append { session, chunk } => hook.append(session, chunk.clone()),
             SessionWrite::Delete { session } => hook.forget(session),
+            // Replicas are synced from the document; it catches up with a journal entry
+            // within the journal interval (at most the sync interval in a cluster).
+            SessionWrite::Journal { .. } => {}
         })
     }
 

@@ -5,14 +5,16 @@
 //! A batch is one awaited command (or tick) plus what else is already queued
 //! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the guest
 //! snapshot (the rollback point). A batch that holds a reply waiting on
-//! durability (an input's ack, a join, a leave, a swap, a hand-off) or that
-//! stops the session is persisted at once: the snapshot is reconciled with
-//! meta and seats into the session's `SessionDoc`, the store writer makes the
-//! change durable, and only then are acks and replies released, so nothing
-//! acknowledged can be lost. Any other batch (tick-only progress, a
-//! disconnect) is persisted at most every `Persist::persist_interval`: by the
-//! next batch that is due, or by a timer when no batch comes. Persistence and
-//! rules hot-swap live in [`durable`].
+//! durability (a join, a leave, a swap, a hand-off) or that stops the session
+//! is persisted at once: the snapshot is reconciled with meta and seats into
+//! the session's `SessionDoc`, the store writer makes the change durable, and
+//! only then are replies released. A batch whose only replies are input acks
+//! makes the raw snapshot durable in the store's journal and acks then (the
+//! Automerge reconcile, the costly part, follows within
+//! `Persist::journal_interval`), so nothing acknowledged can be lost. Any
+//! other batch (tick-only progress, a disconnect) is persisted at most every
+//! `Persist::persist_interval`: by the next batch that is due, or by a timer
+//! when no batch comes. Persistence and rules hot-swap live in [`durable`].
 
 mod durable;
 
@@ -108,6 +110,7 @@ pub fn spawn(
         seats_dirty: false,
         removed_seats: Vec::new(),
         last_persist: Instant::now(),
+        journaled: false,
         persist_due: None,
     };
     actor.deliver(out.effects);
@@ -201,6 +204,9 @@ struct Actor {
     persist_due: Option<Instant>,
     /// When the document was last handed to the store writer.
     last_persist: Instant,
+    /// The store's journal holds a state the document does not have yet: the document
+    /// is due within `journal_interval` of the last write.
+    journaled: bool,
 }
 
 impl Actor {
@@ -672,7 +678,9 @@ impl Actor {
     /// `stop`, or if deferred progress is due, commit it with meta and seats to
     /// the session document and wait until the store has it, and only then
     /// release acks and join/leave replies — so nothing acknowledged can be
-    /// lost. Otherwise the progress waits (at most `persist_interval`).
+    /// lost. A batch whose only replies are acks writes just the raw snapshot
+    /// to the store's journal (the document follows within `journal_interval`).
+    /// Otherwise the progress waits (at most `persist_interval`).
     async fn after_batch(&mut self, stop: bool) {
         if self.dirty && !self.ended {
             match self.instance.snapshot() {
@@ -693,8 +701,20 @@ impl Actor {
             }
         }
         self.dirty = false;
-        let durable = if stop || !self.pending.is_empty() || self.persist_is_due() {
+        // Replies that only need the state durable (acks) can go out after a journal
+        // write; joins, leaves, swaps and hand-offs change more than the state and wait
+        // for the document.
+        let acks_only = !self.pending.is_empty()
+            && self
+                .pending
+                .iter()
+                .all(|d| matches!(d, Deferred::Ack { .. }));
+        let durable = if stop || (!self.pending.is_empty() && !acks_only) {
             self.commit().await
+        } else if self.persist_is_due(acks_only) {
+            self.commit().await
+        } else if acks_only {
+            self.journal().await
         } else {
             Ok(())
         };

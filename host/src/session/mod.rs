@@ -37,6 +37,10 @@ pub struct Persist {
     pub gate: Option<Arc<dyn gate::OwnerGate>>,
     /// Longest tick-only progress waits before it is written (see `actor`).
     pub persist_interval: std::time::Duration,
+    /// Longest an acknowledged state may stay in the store's journal only (raw guest
+    /// snapshot, made durable before the ack) before the document — and so the replicas —
+    /// get it. Zero: every acknowledged batch is reconciled into the document at once.
+    pub journal_interval: std::time::Duration,
 }
 
 /// Why one session did not move to new rules; it stays on the old ones.

@@ -69,7 +69,12 @@ impl StoreWriter {
     /// Queue `write` and wait until it is durable.
     pub async fn write(&self, write: SessionWrite) -> Result<(), PersistError> {
         let (done, rx) = oneshot::channel();
-        let copy = self.tap.get().map(|_| write.clone());
+        // Journal entries stay local (replicas sync from the document): no copy for the tap.
+        let copy = self
+            .tap
+            .get()
+            .filter(|_| !matches!(write, SessionWrite::Journal { .. }))
+            .map(|_| write.clone());
         self.tx
             .send(Request { write, done })
             .map_err(|_| PersistError::Stopped)?;

@@ -1,11 +1,14 @@
 //! Restart recovery: at `serve` start, every session in the store comes back
 //! as a running actor — its module by hash (from the store), a fresh instance
-//! restored from the stored state, its seats (disconnected) and tokens back in
-//! the registry. A document that does not load is quarantined and logged;
-//! every other session still loads. Called once by `main`.
+//! restored from the stored state (or from the session's journal entry, the
+//! raw snapshot of acknowledged inputs the document has not caught up with),
+//! its seats (disconnected) and tokens back in the registry. A document that
+//! does not load is quarantined and logged; every other session still loads.
+//! A journal entry that does not decode is logged and skipped: the session
+//! resumes from its document. Called once by `main`.
 
 use minotaur_runtime::Runtime;
-use minotaur_state::{SessionDoc, Store, StoreError};
+use minotaur_state::{Journal, SessionDoc, Store, StoreError};
 
 use super::{actor, Registry};
 use crate::catalog::{self, Game};
@@ -26,8 +29,8 @@ pub async fn restore_all(registry: &Registry, runtime: &Runtime) -> Result<Recov
     let (loaded, mut report) = tokio::task::spawn_blocking(move || load_all(&store, &rt))
         .await
         .expect("session loading panicked")?;
-    for (id, doc, game) in loaded {
-        match actor::resume_stored(doc, game, registry.persist().clone()) {
+    for (id, doc, journal, game) in loaded {
+        match actor::resume_stored(doc, journal, game, registry.persist().clone()) {
             Ok((handle, task, tokens)) => {
                 registry.insert(handle, task, &tokens);
                 report.restored.push(id);
@@ -47,7 +50,7 @@ pub async fn restore_all(registry: &Registry, runtime: &Runtime) -> Result<Recov
     Ok(report)
 }
 
-type Loaded = Vec<(String, SessionDoc, Game)>;
+type Loaded = Vec<(String, SessionDoc, Option<Journal>, Game)>;
 
 /// The blocking half: read and check every document, quarantine bad ones.
 fn load_all(store: &Store, runtime: &Runtime) -> Result<(Loaded, Recovered), StoreError> {
@@ -75,10 +78,19 @@ fn load_all(store: &Store, runtime: &Runtime) -> Result<(Loaded, Recovered), Sto
                 continue;
             }
         };
+        let journal = match store.load_journal(&id) {
+            Ok(j) => j,
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::error!(session = %id, error = %e, "journal entry does not decode; resuming from the document");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         match catalog::load_module(runtime, store, &meta.module_hash) {
             Ok(module) => loaded.push((
                 id,
                 doc,
+                journal,
                 Game {
                     name: meta.game,
                     module,

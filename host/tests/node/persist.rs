@@ -69,6 +69,33 @@ async fn tictactoe_survives_kill_9_and_finishes() {
     }
 }
 
+/// With an interval longer than the test, the session document never catches
+/// up after the joins: every acknowledged move is durable only through the
+/// store's journal, and a `kill -9` must still lose none of them.
+#[tokio::test]
+async fn kill_9_keeps_acked_inputs_from_the_journal() {
+    let node = TestNode::start_with(&["tictactoe"], &["--persist-interval-ms", "600000"]);
+    let (mut x, mut o, session) = tictactoe_pair(&node).await;
+    x.input_ok(json!({"cell": 4}), 1).await;
+    o.input_ok(json!({"cell": 0}), 2).await;
+    x.input_ok(json!({"cell": 8}), 3).await;
+    let (tx, to) = (token_of(&x), token_of(&o));
+
+    let node = node.restart(); // SIGKILL, then a new process on the same data dir
+    let (_x, jx) = resume(&node, &tx).await;
+    let (mut o, _) = resume(&node, &to).await;
+    assert_eq!(jx["session"], session.as_str());
+    let view = o.recv_type("view").await;
+    let board = &view["data"]["board"];
+    assert_eq!(
+        (&board[4], &board[0], &board[8]),
+        (&json!("X"), &json!("O"), &json!("X")),
+        "{view}"
+    );
+    assert_eq!(view["data"]["turn"], "O", "{view}");
+    o.input_ok(json!({"cell": 2}), 4).await;
+}
+
 #[tokio::test]
 async fn sigterm_loses_no_acknowledged_input() {
     let node = TestNode::start_with(

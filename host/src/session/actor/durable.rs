@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use minotaur_abi::Restore;
-use minotaur_state::{SeatRecord, SessionDoc, SessionMeta, SessionWrite};
+use minotaur_state::{Journal, SeatRecord, SessionDoc, SessionMeta, SessionWrite};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
@@ -49,18 +49,27 @@ pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> S
 }
 
 /// A session rebuilt from its stored document: the game module the document
-/// names, a fresh instance restored from the stored state, every seat back
-/// (disconnected). Returns the handle, the actor task and the seats' token
-/// hashes for the registry's index.
+/// names, a fresh instance restored from the stored state — or from the
+/// store's `journal` entry, which is newer when there is one — and every seat
+/// back (disconnected). Returns the handle, the actor task and the seats'
+/// token hashes for the registry's index.
 pub fn resume_stored(
     doc: SessionDoc,
+    journal: Option<Journal>,
     game: Game,
     persist: Persist,
 ) -> Result<(SessionHandle, JoinHandle<()>, Vec<TokenHash>), SessionError> {
     let corrupt = |e: minotaur_state::StateError| SessionError::Internal(e.to_string());
-    let meta = doc.meta().map_err(corrupt)?;
+    let mut meta = doc.meta().map_err(corrupt)?;
     let records = doc.seats().map_err(corrupt)?;
-    let state = doc.state().map_err(corrupt)?;
+    let from_journal = journal.is_some();
+    let state = match journal {
+        Some(j) => {
+            meta.tick = meta.tick.max(j.tick);
+            j.state
+        }
+        None => doc.state().map_err(corrupt)?,
+    };
     let fail = |e: minotaur_runtime::GuestError| SessionError::Failed(e.code().to_owned());
     let mut instance = game.module.instantiate().map_err(fail)?;
     let out = instance
@@ -122,12 +131,14 @@ pub fn resume_stored(
         doc,
         persist,
         saved_base: true,
+        // A journal's state is not in the document yet.
+        state_dirty: from_journal,
         // Seats are now all disconnected.
-        state_dirty: false,
         seats_dirty: true,
         removed_seats: Vec::new(),
         persist_due: None,
         last_persist: tokio::time::Instant::now(),
+        journaled: from_journal,
     };
     // Restore sends every seat its view; with no connection yet, that fills
     // the last view a resuming player gets at once.
@@ -158,21 +169,51 @@ impl Actor {
         meta
     }
 
-    /// For a batch with nothing waiting on durability: whether its progress
-    /// (and any left by earlier such batches) is to be written now — the
-    /// session has no base save yet, or `persist_interval` has passed since
-    /// the last write. If not, the progress is marked pending until then
-    /// (`persist_due`, which the actor loop waits on when no batch comes).
-    pub(super) fn persist_is_due(&mut self) -> bool {
+    /// Whether the progress left by this batch (and earlier ones) is to be
+    /// written to the document now: the session has no base save yet, or the
+    /// interval since the last write has passed — `journal_interval` for
+    /// acknowledged state (`acked`, or a journal entry the document lacks),
+    /// `persist_interval` for tick-only progress. If not, the progress is
+    /// marked pending until then (`persist_due`, which the actor loop waits on
+    /// when no batch comes).
+    pub(super) fn persist_is_due(&mut self, acked: bool) -> bool {
         if self.ended || !(self.state_dirty || self.seats_dirty) {
             return false;
         }
-        let due = self.last_persist + self.persist.persist_interval;
+        let interval = if acked || self.journaled {
+            self.persist.journal_interval
+        } else {
+            self.persist.persist_interval
+        };
+        let due = self.last_persist + interval;
         if !self.saved_base || tokio::time::Instant::now() >= due {
             return true;
         }
-        self.persist_due = Some(due);
+        self.persist_due = Some(self.persist_due.map_or(due, |d| d.min(due)));
         false
+    }
+
+    /// Make the last good state durable in the store's journal — the raw
+    /// guest snapshot, no Automerge work — so the batch's acks can go out.
+    /// The document catches up within `journal_interval` (`persist_due`).
+    pub(super) async fn journal(&mut self) -> Result<(), PersistError> {
+        if !self.state_dirty {
+            // Nothing new since the last write: the acked state is durable already.
+            return Ok(());
+        }
+        let write = SessionWrite::Journal {
+            session: self.id.clone(),
+            journal: Journal {
+                tick: self.ticker.n,
+                state: self.last_good.clone(),
+            },
+        };
+        let result = self.persist.writer.write(write).await;
+        match &result {
+            Ok(()) => self.journaled = true,
+            Err(e) => tracing::error!(session = %self.id, error = %e, "journal entry not persisted"),
+        }
+        result
     }
 
     /// Reconcile what changed into the document and make it durable. `Ok`
@@ -221,7 +262,8 @@ impl Actor {
             }
         } else {
             let chunk = self.doc.save_incremental();
-            if chunk.is_empty() {
+            // An empty append still drops a journal entry (it equals the document now).
+            if chunk.is_empty() && !self.journaled {
                 return Ok(());
             }
             SessionWrite::Append { session, chunk }
@@ -230,6 +272,8 @@ impl Actor {
         match &result {
             Ok(()) => {
                 self.saved_base = true;
+                // The store dropped the session's journal entry with this write.
+                self.journaled = false;
                 // Listings show the durable tick.
                 self.status.send_modify(|s| s.tick = self.ticker.n);
             }
