@@ -75,13 +75,19 @@ pub struct Config {
 
     /// Longest a session's tick-only progress (batches with no input, join,
     /// leave or swap waiting on durability) stays in memory before it is
-    /// written to the store, in milliseconds. Batches with something to
-    /// acknowledge are always durable before the answer (an input's ack via
-    /// the store's journal, whose state reaches the session document within
-    /// this interval, or within `--sync-interval-ms` in a cluster); 0 writes
-    /// the document on every batch.
+    /// written to the store's journal, in milliseconds. Batches with
+    /// something to acknowledge are always durable before the answer. 0
+    /// writes every batch.
     #[arg(long, env = "MINOTAUR_PERSIST_INTERVAL_MS", default_value_t = 250)]
     pub persist_interval_ms: u64,
+
+    /// Longest a session's Automerge document trails its journal, in
+    /// milliseconds: how often the costly reconcile into the document runs
+    /// for a busy session. In a cluster at most `--sync-interval-ms`
+    /// (replicas are synced from the document). 0 writes the document on
+    /// every batch that writes anything (no journal).
+    #[arg(long, env = "MINOTAUR_DOC_INTERVAL_MS", default_value_t = 1000)]
+    pub doc_interval_ms: u64,
 
     /// Bearer token of the admin API (`/admin/...`). Default: generated at
     /// start and written to `<data-dir>/admin.token` (mode 0600).
@@ -110,15 +116,15 @@ impl Config {
         }
     }
 
-    /// Longest an acknowledged state stays in the journal only: the persist
-    /// interval, and in a cluster at most the sync interval (replicas are
-    /// synced from the document, so this bounds how far they trail the acks).
-    pub fn journal_interval(&self) -> Duration {
-        let persist = self.persist_interval();
+    /// Longest the document trails the journal: `--doc-interval-ms`, in a
+    /// cluster at most the sync interval (replicas sync from the document,
+    /// so this bounds how far they trail the acks).
+    pub fn doc_interval(&self) -> Duration {
+        let doc = Duration::from_millis(self.doc_interval_ms);
         if self.cluster.enabled() {
-            persist.min(self.cluster.sync_interval())
+            doc.min(self.cluster.sync_interval())
         } else {
-            persist
+            doc
         }
     }
 

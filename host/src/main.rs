@@ -163,7 +163,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             .clone()
             .map(|g| g as Arc<dyn minotaur_host::session::gate::OwnerGate>),
         persist_interval: config.persist_interval(),
-        journal_interval: config.journal_interval(),
+        doc_interval: config.doc_interval(),
     };
     let registry = Registry::new(catalog, config.max_sessions, persist);
     recovery::restore_all(&registry, &runtime)

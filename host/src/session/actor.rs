@@ -9,12 +9,14 @@
 //! is persisted at once: the snapshot is reconciled with meta and seats into
 //! the session's `SessionDoc`, the store writer makes the change durable, and
 //! only then are replies released. A batch whose only replies are input acks
-//! makes the raw snapshot durable in the store's journal and acks then (the
-//! Automerge reconcile, the costly part, follows within
-//! `Persist::journal_interval`), so nothing acknowledged can be lost. Any
-//! other batch (tick-only progress, a disconnect) is persisted at most every
-//! `Persist::persist_interval`: by the next batch that is due, or by a timer
-//! when no batch comes. Persistence and rules hot-swap live in [`durable`].
+//! makes the raw snapshot durable in the store's journal and acks then;
+//! tick-only progress goes to the journal at most every
+//! `Persist::persist_interval`. The Automerge reconcile, the costly part,
+//! runs at most every `Persist::doc_interval` for such batches (by the next
+//! batch that is due, or by a timer when no batch comes), so nothing
+//! acknowledged can be lost and a busy session pays for Automerge a few times
+//! a second, not per batch. Persistence and rules hot-swap live in
+//! [`durable`].
 
 mod durable;
 
@@ -110,6 +112,7 @@ pub fn spawn(
         seats_dirty: false,
         removed_seats: Vec::new(),
         last_persist: Instant::now(),
+        last_journal: Instant::now(),
         journaled: false,
         persist_due: None,
     };
@@ -204,8 +207,10 @@ struct Actor {
     persist_due: Option<Instant>,
     /// When the document was last handed to the store writer.
     last_persist: Instant,
+    /// When a journal entry was last handed to the store writer.
+    last_journal: Instant,
     /// The store's journal holds a state the document does not have yet: the document
-    /// is due within `journal_interval` of the last write.
+    /// is due within `doc_interval` of its last write.
     journaled: bool,
 }
 
@@ -678,9 +683,9 @@ impl Actor {
     /// `stop`, or if deferred progress is due, commit it with meta and seats to
     /// the session document and wait until the store has it, and only then
     /// release acks and join/leave replies — so nothing acknowledged can be
-    /// lost. A batch whose only replies are acks writes just the raw snapshot
-    /// to the store's journal (the document follows within `journal_interval`).
-    /// Otherwise the progress waits (at most `persist_interval`).
+    /// lost. Any other batch writes per [`Actor::plan_write`]: the raw
+    /// snapshot to the store's journal (acks; tick-only progress every
+    /// `persist_interval`) or the document (every `doc_interval`).
     async fn after_batch(&mut self, stop: bool) {
         if self.dirty && !self.ended {
             match self.instance.snapshot() {
@@ -711,12 +716,12 @@ impl Actor {
                 .all(|d| matches!(d, Deferred::Ack { .. }));
         let durable = if stop || (!self.pending.is_empty() && !acks_only) {
             self.commit().await
-        } else if self.persist_is_due(acks_only) {
-            self.commit().await
-        } else if acks_only {
-            self.journal().await
         } else {
-            Ok(())
+            match self.plan_write(acks_only) {
+                durable::Planned::Document => self.commit().await,
+                durable::Planned::Journal => self.journal().await,
+                durable::Planned::Nothing => Ok(()),
+            }
         };
         let hand_off = self
             .pending

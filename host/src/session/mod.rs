@@ -35,12 +35,13 @@ pub struct Persist {
     pub compaction: minotaur_state::CompactionPolicy,
     /// The cluster's ownership gate, checked before every batch; `None` alone.
     pub gate: Option<Arc<dyn gate::OwnerGate>>,
-    /// Longest tick-only progress waits before it is written (see `actor`).
+    /// Longest progress with nothing to acknowledge (ticks) waits before it is
+    /// written to the journal (see `actor`).
     pub persist_interval: std::time::Duration,
-    /// Longest an acknowledged state may stay in the store's journal only (raw guest
-    /// snapshot, made durable before the ack) before the document — and so the replicas —
-    /// get it. Zero: every acknowledged batch is reconciled into the document at once.
-    pub journal_interval: std::time::Duration,
+    /// Longest the session document (Automerge: what replicas sync and what the
+    /// store's base and chunks hold) trails the state made durable in the
+    /// journal. Zero: every batch that writes anything writes the document.
+    pub doc_interval: std::time::Duration,
 }
 
 /// Why one session did not move to new rules; it stays on the old ones.

@@ -69,12 +69,20 @@ async fn tictactoe_survives_kill_9_and_finishes() {
     }
 }
 
-/// With an interval longer than the test, the session document never catches
+/// With intervals longer than the test, the session document never catches
 /// up after the joins: every acknowledged move is durable only through the
 /// store's journal, and a `kill -9` must still lose none of them.
 #[tokio::test]
 async fn kill_9_keeps_acked_inputs_from_the_journal() {
-    let node = TestNode::start_with(&["tictactoe"], &["--persist-interval-ms", "600000"]);
+    let node = TestNode::start_with(
+        &["tictactoe"],
+        &[
+            "--persist-interval-ms",
+            "600000",
+            "--doc-interval-ms",
+            "600000",
+        ],
+    );
     let (mut x, mut o, session) = tictactoe_pair(&node).await;
     x.input_ok(json!({"cell": 4}), 1).await;
     o.input_ok(json!({"cell": 0}), 2).await;
@@ -180,11 +188,19 @@ async fn ticking_chaos(node: &TestNode) -> (Client, String) {
 
 #[tokio::test]
 async fn tick_only_progress_is_persisted_without_inputs() {
-    let node = TestNode::start_with(&["chaos"], &["--persist-interval-ms", "100"]);
+    let node = TestNode::start_with(
+        &["chaos"],
+        &[
+            "--persist-interval-ms",
+            "100",
+            "--doc-interval-ms",
+            "600000",
+        ],
+    );
     let (c, session) = ticking_chaos(&node).await;
     let token = token_of(&c);
-    // Tick-only batches are written at most every 100 ms, so the durable tick
-    // keeps moving although no input arrives.
+    // Tick-only batches are written (to the journal) at most every 100 ms,
+    // so the durable tick keeps moving although no input arrives.
     let end = tokio::time::Instant::now() + DEADLINE;
     let mut durable = durable_tick(&node, &session).await;
     while durable < 20 {
@@ -210,9 +226,17 @@ async fn tick_only_progress_is_persisted_without_inputs() {
 
 #[tokio::test]
 async fn sigterm_persists_pending_tick_only_progress() {
-    // An interval far longer than the test: tick-only progress is never due,
+    // Intervals far longer than the test: tick-only progress is never due,
     // so only the flush at shutdown can make it durable.
-    let node = TestNode::start_with(&["chaos"], &["--persist-interval-ms", "600000"]);
+    let node = TestNode::start_with(
+        &["chaos"],
+        &[
+            "--persist-interval-ms",
+            "600000",
+            "--doc-interval-ms",
+            "600000",
+        ],
+    );
     let (mut c, _) = ticking_chaos(&node).await;
     let token = token_of(&c);
     let view = c

@@ -23,6 +23,16 @@ use crate::{
     },
 };
 
+/// What a batch with no reply waiting on the document writes ([`Actor::plan_write`]).
+pub(super) enum Planned {
+    /// Reconcile into the `SessionDoc` and write its save (drops the journal entry).
+    Document,
+    /// Write the raw snapshot as the session's journal entry.
+    Journal,
+    /// Nothing now; `persist_due` says when.
+    Nothing,
+}
+
 /// The ownership epoch written until the cluster assigns real ones.
 pub(super) const PLACEHOLDER_EPOCH: u64 = 1;
 
@@ -138,6 +148,7 @@ pub fn resume_stored(
         removed_seats: Vec::new(),
         persist_due: None,
         last_persist: tokio::time::Instant::now(),
+        last_journal: tokio::time::Instant::now(),
         journaled: from_journal,
     };
     // Restore sends every seat its view; with no connection yet, that fills
@@ -169,38 +180,40 @@ impl Actor {
         meta
     }
 
-    /// Whether the progress left by this batch (and earlier ones) is to be
-    /// written to the document now: the session has no base save yet, or the
-    /// interval since the last write has passed — `journal_interval` for
-    /// acknowledged state (`acked`, or a journal entry the document lacks),
-    /// `persist_interval` for tick-only progress. If not, the progress is
-    /// marked pending until then (`persist_due`, which the actor loop waits on
-    /// when no batch comes).
-    pub(super) fn persist_is_due(&mut self, acked: bool) -> bool {
+    /// What to write after a batch with no reply waiting on the document:
+    /// the document if the session has no base save yet or `doc_interval`
+    /// has passed since the last document write; else the journal if the
+    /// batch holds acks (`acked`), or if tick-only progress is pending and
+    /// `persist_interval` has passed since the last write of either kind;
+    /// else nothing, with `persist_due` set to when the next write is due
+    /// (the actor loop waits on it when no batch comes).
+    pub(super) fn plan_write(&mut self, acked: bool) -> Planned {
         if self.ended || !(self.state_dirty || self.seats_dirty) {
-            return false;
+            return Planned::Nothing;
         }
-        let interval = if acked || self.journaled {
-            self.persist.journal_interval
+        let now = tokio::time::Instant::now();
+        let doc_due = self.last_persist + self.persist.doc_interval;
+        if !self.saved_base || now >= doc_due {
+            return Planned::Document;
+        }
+        // Seat changes alone (a disconnect) wait for the document.
+        let journal_due = self.last_persist.max(self.last_journal) + self.persist.persist_interval;
+        if self.state_dirty && (acked || now >= journal_due) {
+            return Planned::Journal;
+        }
+        let due = if self.state_dirty {
+            journal_due.min(doc_due)
         } else {
-            self.persist.persist_interval
+            doc_due
         };
-        let due = self.last_persist + interval;
-        if !self.saved_base || tokio::time::Instant::now() >= due {
-            return true;
-        }
         self.persist_due = Some(self.persist_due.map_or(due, |d| d.min(due)));
-        false
+        Planned::Nothing
     }
 
     /// Make the last good state durable in the store's journal — the raw
     /// guest snapshot, no Automerge work — so the batch's acks can go out.
-    /// The document catches up within `journal_interval` (`persist_due`).
+    /// The document catches up within `doc_interval` (`persist_due`).
     pub(super) async fn journal(&mut self) -> Result<(), PersistError> {
-        if !self.state_dirty {
-            // Nothing new since the last write: the acked state is durable already.
-            return Ok(());
-        }
         let write = SessionWrite::Journal {
             session: self.id.clone(),
             journal: Journal {
@@ -208,10 +221,20 @@ impl Actor {
                 state: self.last_good.clone(),
             },
         };
+        self.persist_due = None;
+        self.last_journal = tokio::time::Instant::now();
         let result = self.persist.writer.write(write).await;
         match &result {
-            Ok(()) => self.journaled = true,
-            Err(e) => tracing::error!(session = %self.id, error = %e, "journal entry not persisted"),
+            Ok(()) => {
+                // The state is durable; the document still lacks it (`state_dirty`
+                // stays set) and is due within `doc_interval`.
+                self.journaled = true;
+                self.persist_due = Some(self.last_persist + self.persist.doc_interval);
+                self.status.send_modify(|s| s.tick = self.ticker.n);
+            }
+            Err(e) => {
+                tracing::error!(session = %self.id, error = %e, "journal entry not persisted")
+            }
         }
         result
     }
