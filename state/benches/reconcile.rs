@@ -271,6 +271,28 @@ fn bench(c: &mut Criterion) {
             })
         });
 
+        // The same with a shorter history: Automerge's cost per put grows with the
+        // overwrites a key's column holds until compaction (default: 1,000 changes).
+        for max_changes in [50u64, 200] {
+            let short = CompactionPolicy {
+                max_changes,
+                ..CompactionPolicy::default()
+            };
+            let mut doc = SessionDoc::new(&meta("arena"));
+            let mut i = 0;
+            let id = format!("reconcile_commit_compact_{max_changes}");
+            g.bench_function(BenchmarkId::new(id, players), |b| {
+                b.iter(|| {
+                    i = (i + 1) % TICKS;
+                    doc.set_state(&snaps[i]).unwrap();
+                    doc.commit();
+                    if doc.should_compact(&short) {
+                        doc.compact().unwrap();
+                    }
+                })
+            });
+        }
+
         let mut pair = Pair::new("arena", &snaps[0]);
         let mut i = 0;
         g.bench_function(BenchmarkId::new("reconcile_commit_sync", players), |b| {
