@@ -363,7 +363,7 @@ async fn hand_off_batch(
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(100));
-    tracing::info!(target = %target.node, sessions = ready.len(), sync_ms = synced_at.duration_since(started).as_millis() as u64, "handoff batch: synced");
+    tracing::debug!(target = %target.node, sessions = ready.len(), sync_ms = synced_at.duration_since(started).as_millis() as u64, "handoff batch: synced");
     if batched {
         let items = ready
             .iter_mut()
