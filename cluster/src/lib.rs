@@ -66,11 +66,11 @@ pub fn wire_heads(heads: &[ChangeHash]) -> Vec<Head> {
     out
 }
 
-pub use membership::{Member, Membership, MembershipConfig, MembershipError, NodeStatus};
+pub use membership::{Member, Membership, MembershipConfig, MembershipError, NodeStatus, PROTOCOL};
 pub use ownership::{Lease, LeaseConfig, Voter};
-pub use peer::{Incoming, PeerConfig, PeerError, PeerMsg, PeerNet};
+pub use peer::{HandoffItem, Incoming, PeerConfig, PeerError, PeerMsg, PeerNet};
 pub use placement::{place, Placement};
 pub use replication::{
-    fetch_module, ModuleSource, ReplicaSet, ReplicaStore, ReplicaTarget, ReplicationError,
-    Replicator, SyncStats,
+    fetch_module, handoff_batch, HandoffBatchOutcome, ModuleSource, ReplicaSet, ReplicaStore,
+    ReplicaTarget, ReplicationError, Replicator, SyncStats,
 };

@@ -33,6 +33,14 @@ const KEY_PEER_ADDR: &str = "peer_addr";
 const KEY_VERSION: &str = "version";
 const KEY_STATUS: &str = "status";
 const KEY_LOAD: &str = "load";
+const KEY_PROTOCOL: &str = "protocol";
+
+/// The peer protocol revision this build speaks, published in gossip so that a node uses
+/// batched messages (`HandoffBatch`, `VoteBatch`, `ActivateBatch`) only with peers that
+/// understand them. A node that publishes no revision (older builds) is revision 1.
+/// - 1: one message per session for handoff, votes and fencing.
+/// - 2: the batched forms as well.
+pub const PROTOCOL: u32 = 2;
 
 /// What a node says it is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +87,15 @@ pub struct Member {
     pub load: u64,
     /// Incarnation (start time in ms); a restarted node has a newer one.
     pub generation: u64,
+    /// The peer protocol revision it speaks ([`PROTOCOL`]; 1 when it publishes none).
+    pub protocol: u32,
+}
+
+impl Member {
+    /// Does it understand the batched peer messages (protocol 2)?
+    pub fn batches(&self) -> bool {
+        self.protocol >= 2
+    }
 }
 
 /// Membership settings. [`MembershipConfig::new`] gives loopback-friendly defaults
@@ -196,6 +213,7 @@ impl Membership {
                 NodeStatus::Serving.as_str().to_string(),
             ),
             (KEY_LOAD.to_string(), "0".to_string()),
+            (KEY_PROTOCOL.to_string(), PROTOCOL.to_string()),
         ];
         let handle = spawn_chitchat(config, initial, &UdpTransport)
             .await
@@ -300,5 +318,9 @@ fn to_member(id: &ChitchatId, state: &NodeState) -> Option<Member> {
         status: NodeStatus::parse(state.get(KEY_STATUS)?)?,
         load: state.get(KEY_LOAD)?.parse().ok()?,
         generation: id.generation_id,
+        protocol: state
+            .get(KEY_PROTOCOL)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1),
     })
 }

@@ -135,6 +135,46 @@ pub enum PeerMsg {
     Error {
         reason: String,
     },
+    // Protocol 2 (`membership::PROTOCOL`): batched forms, sent only to nodes that publish
+    // protocol ≥ 2. New variants go last so older variants keep their encoding.
+    /// Several `Handoff`s to one target in one round trip; each is judged on its own.
+    HandoffBatch {
+        sessions: Vec<HandoffItem>,
+    },
+    /// The answer to `HandoffBatch`: the accepted `(session, epoch)`s (started on the
+    /// target before it answers) and the rejected ones with the reason.
+    HandoffBatchResult {
+        accepted: Vec<(String, u64)>,
+        rejected: Vec<(String, String)>,
+    },
+    /// Takeover votes for several sessions of one dead `owner` at once; each `(session,
+    /// epoch)` is voted on as a `VoteRequest` would be, and the grants persisted once.
+    VoteBatch {
+        owner: String,
+        candidate: String,
+        sessions: Vec<(String, u64)>,
+    },
+    /// The sessions of a `VoteBatch` whose vote was granted.
+    Votes {
+        granted: Vec<String>,
+    },
+    /// `Activate` for several sessions (after a batched takeover).
+    ActivateBatch {
+        sessions: Vec<(String, u64)>,
+    },
+}
+
+/// One session of a [`PeerMsg::HandoffBatch`]: "take `session` at `epoch`; you hold exactly
+/// `heads`" — or, with `doc`, "here is the whole document, at exactly `heads`" (sent when
+/// the target's copy is behind or missing: one round trip instead of a sync exchange and a
+/// replica write per session; the target makes it durable when it activates it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffItem {
+    pub session: String,
+    pub epoch: u64,
+    pub heads: Vec<Head>,
+    #[serde(default)]
+    pub doc: Option<serde_bytes::ByteBuf>,
 }
 
 /// How the transport behaves.

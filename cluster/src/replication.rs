@@ -15,7 +15,7 @@ use minotaur_state::SessionDoc;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::peer::{PeerError, PeerMsg, PeerNet};
+use crate::peer::{HandoffItem, PeerError, PeerMsg, PeerNet};
 use crate::{wire_heads, Head};
 
 /// Errors of replication, handoff and module fetch.
@@ -365,6 +365,37 @@ impl Replicator {
     }
 }
 
+/// What a target answered to a [`handoff_batch`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HandoffBatchOutcome {
+    /// `(session, epoch)` the target accepted and serves now.
+    pub accepted: Vec<(String, u64)>,
+    /// `(session, reason)` it refused; they stay with the sender at their old epoch.
+    pub rejected: Vec<(String, String)>,
+}
+
+/// Hands several sessions to `target` in one round trip (`PeerMsg::HandoffBatch`, protocol 2).
+/// Each item must have been synced to `target` with [`Replicator::sync_until_acked`] for its
+/// `heads` first; the target judges each exactly like a single `Handoff`. An `Err` means
+/// the answer is unknown (not that every session was refused).
+pub async fn handoff_batch(
+    net: &PeerNet,
+    target: &ReplicaTarget,
+    items: Vec<HandoffItem>,
+    timeout: Duration,
+) -> Result<HandoffBatchOutcome, ReplicationError> {
+    let msg = PeerMsg::HandoffBatch { sessions: items };
+    match net.request(&target.node, target.addr, msg, timeout).await? {
+        PeerMsg::HandoffBatchResult { accepted, rejected } => {
+            Ok(HandoffBatchOutcome { accepted, rejected })
+        }
+        other => Err(ReplicationError::Protocol {
+            node: target.node.clone(),
+            reply: format!("{other:?}"),
+        }),
+    }
+}
+
 fn sorted(mut heads: Vec<Head>) -> Vec<Head> {
     heads.sort();
     heads
@@ -376,6 +407,15 @@ pub trait ReplicaStore: Send + Sync {
     /// `full` is true when the document was replaced (new generation): store a full save;
     /// otherwise append `doc.save_incremental()`.
     fn persist(&self, session: &str, doc: &mut SessionDoc, full: bool) -> Result<(), String>;
+
+    /// Several sessions at once, all or nothing (one durable write where the store can:
+    /// a replica answering many syncs pays one fsync, not one each).
+    fn persist_many(&self, docs: &mut [(&str, &mut SessionDoc, bool)]) -> Result<(), String> {
+        for (session, doc, full) in docs.iter_mut() {
+            self.persist(session, doc, *full)?;
+        }
+        Ok(())
+    }
 }
 
 impl ReplicaStore for minotaur_state::Store {
@@ -390,6 +430,26 @@ impl ReplicaStore for minotaur_state::Store {
             self.append_session_changes(session, &chunk)
         }
         .map_err(|e| e.to_string())
+    }
+
+    fn persist_many(&self, docs: &mut [(&str, &mut SessionDoc, bool)]) -> Result<(), String> {
+        let writes: Vec<minotaur_state::SessionWrite> = docs
+            .iter_mut()
+            .map(|(session, doc, full)| {
+                if *full || doc.needs_full_save() {
+                    minotaur_state::SessionWrite::Full {
+                        session: session.to_string(),
+                        bytes: doc.save(),
+                    }
+                } else {
+                    minotaur_state::SessionWrite::Append {
+                        session: session.to_string(),
+                        chunk: doc.save_incremental(),
+                    }
+                }
+            })
+            .collect();
+        self.write_sessions(&writes).map_err(|e| e.to_string())
     }
 }
 
@@ -458,6 +518,35 @@ pub async fn fetch_module(
     }
 }
 
+/// A replica write applied in memory, waiting for the group's store write
+/// ([`ReplicaSet::handle_writes`]).
+enum Pending {
+    /// A sync message applied to the held copy; answer from it once persisted.
+    Sync { session: String, from: String },
+    /// A whole document replacing the copy once persisted.
+    Full {
+        session: String,
+        from: String,
+        generation: u64,
+        epoch: u64,
+        doc: Box<SessionDoc>,
+        bytes_received: u64,
+    },
+}
+
+impl Pending {
+    fn session(&self) -> &str {
+        match self {
+            Pending::Sync { session, .. } | Pending::Full { session, .. } => session,
+        }
+    }
+}
+
+enum Step {
+    Done(PeerMsg),
+    Pending(Pending),
+}
+
 struct Replica {
     doc: SessionDoc,
     /// Sync state per sending node (the owner may change by handoff).
@@ -523,6 +612,28 @@ impl ReplicaSet {
                 epoch,
                 heads,
             } => self.on_handoff(session, epoch, heads),
+            PeerMsg::HandoffBatch { sessions } => {
+                let mut accepted = Vec::new();
+                let mut rejected = Vec::new();
+                for item in sessions {
+                    let answer = match item.doc {
+                        Some(doc) => {
+                            self.on_handoff_doc(item.session, item.epoch, item.heads, &doc)
+                        }
+                        None => self.on_handoff(item.session, item.epoch, item.heads),
+                    };
+                    match answer {
+                        PeerMsg::HandoffAccepted { session, epoch } => {
+                            accepted.push((session, epoch))
+                        }
+                        PeerMsg::HandoffRejected { session, reason } => {
+                            rejected.push((session, reason))
+                        }
+                        other => unreachable!("on_handoff answers accepted or rejected: {other:?}"),
+                    }
+                }
+                PeerMsg::HandoffBatchResult { accepted, rejected }
+            }
             PeerMsg::FetchModule { hash } => {
                 let bytes = self.modules.as_ref().and_then(|m| m.module(&hash));
                 PeerMsg::Module {
@@ -542,6 +653,263 @@ impl ReplicaSet {
             }
             _ => return None,
         })
+    }
+
+    /// Is `msg` a replica write ([`ReplicaSet::handle_writes`] takes it)?
+    pub fn is_write(msg: &PeerMsg) -> bool {
+        matches!(msg, PeerMsg::Sync { .. } | PeerMsg::FullDoc { .. })
+    }
+
+    /// Answers several `Sync`/`FullDoc` requests (`(from, msg)`, in order) like
+    /// [`ReplicaSet::handle`] would one by one, except that every copy they change is
+    /// persisted in ONE [`ReplicaStore::persist_many`] before any of them is answered: the
+    /// acknowledged heads are durable as ever, for one store write instead of one each.
+    /// A session met twice is persisted (and its earlier requests answered) first.
+    pub fn handle_writes(&mut self, msgs: Vec<(String, PeerMsg)>) -> Vec<PeerMsg> {
+        let mut answers: Vec<Option<PeerMsg>> = Vec::with_capacity(msgs.len());
+        let mut group: Vec<(usize, Pending)> = Vec::new();
+        for (from, msg) in msgs {
+            let session = match &msg {
+                PeerMsg::Sync { session, .. } | PeerMsg::FullDoc { session, .. } => session.clone(),
+                _ => String::new(),
+            };
+            if group.iter().any(|(_, p)| p.session() == session) {
+                self.flush(std::mem::take(&mut group), &mut answers);
+            }
+            let i = answers.len();
+            answers.push(None);
+            let step = match msg {
+                PeerMsg::Sync {
+                    session,
+                    generation,
+                    epoch,
+                    reset,
+                    data,
+                } => self.apply_sync(&from, session, generation, epoch, reset, &data),
+                PeerMsg::FullDoc {
+                    session,
+                    generation,
+                    epoch,
+                    bytes,
+                } => self.apply_full_doc(&from, session, generation, epoch, &bytes),
+                other => Step::Done(self.handle(&from, other).unwrap_or(PeerMsg::Error {
+                    reason: "unsupported request".into(),
+                })),
+            };
+            match step {
+                Step::Done(answer) => answers[i] = Some(answer),
+                Step::Pending(p) => group.push((i, p)),
+            }
+        }
+        self.flush(group, &mut answers);
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or(PeerMsg::Error {
+                    reason: "no answer".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Persists the copies of `group` in one write, then answers each.
+    fn flush(&mut self, group: Vec<(usize, Pending)>, answers: &mut [Option<PeerMsg>]) {
+        if group.is_empty() {
+            return;
+        }
+        let mut group = group;
+        // What to write: synced copies whose heads moved (or whose last write failed), and
+        // whole new documents.
+        let synced: std::collections::HashSet<String> = group
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Pending::Sync { session, .. } => Some(session.clone()),
+                Pending::Full { .. } => None,
+            })
+            .collect();
+        let result = {
+            let mut docs: Vec<(&str, &mut SessionDoc, bool)> = Vec::new();
+            for (session, r) in self.replicas.iter_mut() {
+                if !synced.contains(session) {
+                    continue;
+                }
+                if r.doc.heads() != r.durable || r.dirty {
+                    let full = r.dirty;
+                    docs.push((session.as_str(), &mut r.doc, full));
+                }
+            }
+            for (_, p) in group.iter_mut() {
+                if let Pending::Full { session, doc, .. } = p {
+                    docs.push((session.as_str(), &mut **doc, true));
+                }
+            }
+            if docs.is_empty() {
+                Ok(())
+            } else {
+                self.store.persist_many(&mut docs)
+            }
+        };
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, copies = group.len(), "replica persist failed");
+        }
+        for (i, p) in group {
+            answers[i] = Some(match p {
+                Pending::Sync { session, from } => {
+                    let Some(r) = self.replicas.get_mut(&session) else {
+                        continue;
+                    };
+                    if result.is_ok() {
+                        r.durable = r.doc.heads();
+                        r.dirty = false;
+                    } else {
+                        // The incremental cursor moved past unsaved changes: the retry is
+                        // a full save.
+                        r.dirty = true;
+                    }
+                    let state = r.states.entry(from).or_default();
+                    let reply = r.doc.automerge().sync().generate_sync_message(state);
+                    PeerMsg::SyncReply {
+                        session,
+                        data: reply.map(|m| serde_bytes::ByteBuf::from(m.encode())),
+                        // Ack only what survives a restart of this node.
+                        heads: wire_heads(&r.durable),
+                    }
+                }
+                Pending::Full {
+                    session,
+                    from,
+                    generation,
+                    epoch,
+                    doc,
+                    bytes_received,
+                } => {
+                    let mut doc = *doc;
+                    if result.is_err() {
+                        let heads = self
+                            .replicas
+                            .get(&session)
+                            .map(|r| wire_heads(&r.durable))
+                            .unwrap_or_default();
+                        PeerMsg::HeadsAck { session, heads }
+                    } else {
+                        let durable = doc.heads();
+                        let heads = wire_heads(&durable);
+                        let mut states = HashMap::new();
+                        states.insert(from, sync::State::new());
+                        self.replicas.insert(
+                            session.clone(),
+                            Replica {
+                                doc,
+                                states,
+                                epoch,
+                                generation,
+                                bytes_received,
+                                durable,
+                                dirty: false,
+                            },
+                        );
+                        PeerMsg::HeadsAck { session, heads }
+                    }
+                }
+            });
+        }
+    }
+
+    /// `on_sync` up to the write: the message applied to the copy, or the answer if it
+    /// needs none.
+    fn apply_sync(
+        &mut self,
+        from: &str,
+        session: String,
+        generation: u64,
+        epoch: u64,
+        reset: bool,
+        data: &[u8],
+    ) -> Step {
+        if let Some(&fence) = self.fences.get(&session).filter(|&&f| epoch < f) {
+            return Step::Done(PeerMsg::Stale {
+                session,
+                epoch: fence,
+            });
+        }
+        let Some(r) = self.replicas.get_mut(&session) else {
+            return Step::Done(PeerMsg::NeedFullDoc { session });
+        };
+        if epoch < r.epoch {
+            return Step::Done(PeerMsg::Stale {
+                session,
+                epoch: r.epoch,
+            });
+        }
+        if generation != r.generation {
+            return Step::Done(PeerMsg::NeedFullDoc { session });
+        }
+        r.epoch = epoch;
+        let state = r.states.entry(from.to_string()).or_default();
+        if reset {
+            *state = sync::State::new();
+        }
+        let message = match sync::Message::decode(data) {
+            Ok(m) => m,
+            Err(e) => {
+                return Step::Done(PeerMsg::Error {
+                    reason: format!("bad sync message: {e}"),
+                })
+            }
+        };
+        r.bytes_received += data.len() as u64;
+        if let Err(e) = r
+            .doc
+            .automerge()
+            .sync()
+            .receive_sync_message(state, message)
+        {
+            return Step::Done(PeerMsg::Error {
+                reason: format!("sync message refused: {e}"),
+            });
+        }
+        Step::Pending(Pending::Sync {
+            session,
+            from: from.to_string(),
+        })
+    }
+
+    /// `on_full_doc` up to the write.
+    fn apply_full_doc(
+        &mut self,
+        from: &str,
+        session: String,
+        generation: u64,
+        epoch: u64,
+        bytes: &[u8],
+    ) -> Step {
+        if let Some(&fence) = self.fences.get(&session).filter(|&&f| epoch < f) {
+            return Step::Done(PeerMsg::Stale {
+                session,
+                epoch: fence,
+            });
+        }
+        if let Some(r) = self.replicas.get(&session) {
+            if epoch < r.epoch {
+                return Step::Done(PeerMsg::Stale {
+                    session,
+                    epoch: r.epoch,
+                });
+            }
+        }
+        match SessionDoc::load(bytes) {
+            Ok(doc) => Step::Pending(Pending::Full {
+                session,
+                from: from.to_string(),
+                generation,
+                epoch,
+                doc: Box::new(doc),
+                bytes_received: bytes.len() as u64,
+            }),
+            Err(e) => Step::Done(PeerMsg::Error {
+                reason: format!("full document does not load: {e}"),
+            }),
+        }
     }
 
     fn on_sync(
@@ -704,6 +1072,47 @@ impl ReplicaSet {
         r.doc.commit();
         self.fence(&session, epoch);
         self.activated.push((session.clone(), r.doc));
+        PeerMsg::HandoffAccepted { session, epoch }
+    }
+
+    /// A handoff that carries the whole document (see [`HandoffItem`]): accepted if `epoch`
+    /// is newer than any this node knows and the document is at exactly `heads`. It replaces
+    /// any copy held here.
+    fn on_handoff_doc(
+        &mut self,
+        session: String,
+        epoch: u64,
+        heads: Vec<Head>,
+        bytes: &[u8],
+    ) -> PeerMsg {
+        let reject = |session: String, reason: String| PeerMsg::HandoffRejected { session, reason };
+        let known = self.known_epoch(&session);
+        if epoch <= known {
+            let reason = format!("stale epoch {epoch}: {known} is current");
+            return reject(session, reason);
+        }
+        let mut doc = match SessionDoc::load(bytes) {
+            Ok(d) => d,
+            Err(e) => return reject(session, format!("document does not load: {e}")),
+        };
+        if wire_heads(&doc.heads()) != sorted(heads) {
+            return reject(session, "the document is not at the heads named".into());
+        }
+        let mut meta = match doc.meta() {
+            Ok(m) if m.session == session && m.epoch < epoch => m,
+            Ok(m) => {
+                let reason = format!("document of {} at epoch {}", m.session, m.epoch);
+                return reject(session, reason);
+            }
+            Err(e) => return reject(session, format!("corrupt document: {e}")),
+        };
+        self.replicas.remove(&session);
+        meta.owner_node = self.node.clone();
+        meta.epoch = epoch;
+        doc.set_meta(&meta);
+        doc.commit();
+        self.fence(&session, epoch);
+        self.activated.push((session.clone(), doc));
         PeerMsg::HandoffAccepted { session, epoch }
     }
 

@@ -4,7 +4,13 @@
 //! tokens. Logs one structured `activated` line per activation — the cluster tests' invariant
 //! checker reads exactly these. Called by the cluster node task.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::StreamExt;
 
 use minotaur_cluster::{fetch_module, ReplicaTarget};
 use minotaur_runtime::Runtime;
@@ -35,9 +41,37 @@ pub struct Activator {
     pub cluster: ClusterHandle,
     pub registry: Registry,
     pub runtime: Runtime,
+    /// Module hashes known to be in this node's store.
+    pub modules_stored: Arc<Mutex<HashSet<String>>>,
 }
 
+/// Sessions of one batch (a handoff batch, a takeover) started at once: their store writes
+/// share group commits, while instantiation and restore stay a few at a time.
+const ACTIVATE_PARALLEL: usize = 32;
+
 impl Activator {
+    /// [`Activator::activate`] for several sessions; a session that does not start is logged.
+    pub async fn activate_all(
+        &self,
+        docs: Vec<SessionDoc>,
+        source: Option<ReplicaTarget>,
+        why: &str,
+    ) {
+        futures_util::stream::iter(docs)
+            .map(|doc| {
+                let source = source.clone();
+                async move {
+                    let session = doc.meta().map(|m| m.session).unwrap_or_default();
+                    if let Err(e) = self.activate(doc, source, why).await {
+                        tracing::error!(%session, error = %e, why, "received session did not start here");
+                    }
+                }
+            })
+            .buffer_unordered(ACTIVATE_PARALLEL)
+            .collect::<()>()
+            .await;
+    }
+
     /// Starts `doc` (already at this node's `(owner, epoch)`) as a live session. `source` is
     /// a node likely to have the module (the previous owner).
     pub async fn activate(
@@ -49,7 +83,10 @@ impl Activator {
         let meta = doc.meta()?;
         let store = self.registry.persist().writer.store().clone();
         let hash = meta.module_hash.clone();
-        let have = {
+        // Modules are content-addressed and never removed: once seen in the store, a hash
+        // needs no store read (a whole module) for the next session of a batch.
+        let known = self.modules_stored.lock().expect("modules").contains(&hash);
+        let have = known || {
             let (store, hash) = (store.clone(), hash.clone());
             tokio::task::spawn_blocking(move || store.get_module(&hash).ok().flatten().is_some())
                 .await
@@ -75,6 +112,10 @@ impl Activator {
                 .map_err(|e| module_err(e.to_string()))?;
             tracing::info!(module = %hash, from = %from.node, "module fetched by hash");
         }
+        self.modules_stored
+            .lock()
+            .expect("modules")
+            .insert(hash.clone());
         let module = catalog::load_module(&self.runtime, &store, &hash).map_err(|e| {
             ActivateError::Module {
                 hash: hash.clone(),

@@ -31,6 +31,9 @@ use super::{
 };
 use crate::session::Registry;
 
+/// Most queued peer messages the node task takes in one go.
+const INBOX_BATCH: usize = 64;
+
 /// Where a node is in its life, as the gateway and orchestrators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -352,6 +355,7 @@ impl ClusterNode {
             cluster: handle.clone(),
             registry: registry.clone(),
             runtime,
+            modules_stored: Default::default(),
         };
         let node = ClusterNode {
             activator,
@@ -386,7 +390,17 @@ impl ClusterNode {
         loop {
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
-                    Some(m) => self.dispatch(m),
+                    Some(m) => {
+                        // Whatever else is queued too, so that replica writes share a store write.
+                        let mut batch = vec![m];
+                        while batch.len() < INBOX_BATCH {
+                            match self.inbox.try_recv() {
+                                Ok(m) => batch.push(m),
+                                Err(_) => break,
+                            }
+                        }
+                        self.dispatch_all(batch);
+                    }
                     None => break,
                 },
                 changed = members.changed() => {
@@ -458,6 +472,8 @@ impl ClusterNode {
     fn claim_orphans(&mut self) {
         let members: Vec<String> = self.handle.members().into_iter().map(|m| m.id).collect();
         let serving = self.handle.serving_nodes();
+        // One claim per dead owner, carrying all of its sessions (batched votes).
+        let mut by_owner: HashMap<String, Vec<(String, u64)>> = HashMap::new();
         for session in self.replicas.sessions() {
             if self.claims.contains(&session) {
                 continue;
@@ -480,14 +496,20 @@ impl ClusterNode {
                 continue;
             }
             let epoch = meta.epoch.max(self.replicas.known_epoch(&session)) + 1;
-            tracing::info!(%session, owner = %meta.owner_node, epoch, "takeover: owner gone; claiming");
+            tracing::debug!(%session, owner = %meta.owner_node, epoch, "takeover: owner gone; claiming");
             self.claims.insert(session.clone());
+            by_owner
+                .entry(meta.owner_node)
+                .or_default()
+                .push((session, epoch));
+        }
+        for (owner, sessions) in by_owner {
+            tracing::info!(%owner, sessions = sessions.len(), voters = self.voters, "takeover: owner gone; claiming its sessions");
             tokio::spawn(takeover::claim(
                 self.handle.clone(),
                 self.cmds.clone(),
-                session,
-                epoch,
-                meta.owner_node,
+                owner,
+                sessions,
                 self.voters,
             ));
         }
@@ -496,13 +518,13 @@ impl ClusterNode {
     fn on_cmd(&mut self, cmd: NodeCmd) {
         match cmd {
             NodeCmd::Vote {
-                session,
-                epoch,
                 owner,
+                sessions,
                 reply,
             } => {
-                let ok = self.vote(&session, epoch, &owner, self.handle.node_id().to_owned());
-                let _ = reply.send(ok);
+                let me = self.handle.node_id().to_owned();
+                let granted = self.vote(&owner, &sessions, &me);
+                let _ = reply.send(granted);
             }
             NodeCmd::Replicas { reply } => {
                 let mut out = Vec::new();
@@ -524,88 +546,114 @@ impl ClusterNode {
                 }
                 let _ = reply.send(out);
             }
-            NodeCmd::ClaimDone { session } => {
-                self.claims.remove(&session);
-            }
-            NodeCmd::Promote {
-                session,
-                epoch,
-                owner,
-            } => {
-                // The replica may have moved on while the votes came in (a handoff to another
-                // node synced a newer owner into it): then this claim is stale.
-                let current = self.replicas.doc(&session).and_then(|d| d.meta().ok());
-                let known = self.replicas.known_epoch(&session);
-                if current
-                    .as_ref()
-                    .is_none_or(|m| m.owner_node != owner || m.epoch >= epoch)
-                    || known >= epoch
-                {
-                    tracing::warn!(%session, epoch, %owner, known, "takeover: the replica moved on while voting; not promoting");
-                    return;
+            NodeCmd::ClaimDone { sessions } => {
+                for session in sessions {
+                    self.claims.remove(&session);
                 }
-                let Some(mut doc) = self.replicas.take(&session) else {
-                    tracing::warn!(%session, "takeover: the replica is gone");
-                    return;
-                };
-                let Ok(mut meta) = doc.meta() else { return };
-                meta.owner_node = self.handle.node_id().to_owned();
-                meta.epoch = epoch;
-                doc.set_meta(&meta);
-                doc.commit();
-                self.replicas.fence(&session, epoch);
-                for m in self.handle.members() {
-                    if m.id != self.handle.node_id() {
-                        let msg = PeerMsg::Activate {
-                            session: session.clone(),
-                            epoch,
-                        };
-                        self.handle.net().tell(&m.id, m.peer_addr, msg);
-                    }
-                }
-                let source = self
-                    .handle
-                    .members()
-                    .into_iter()
-                    .find(|m| m.id != self.handle.node_id())
-                    .and_then(|m| self.handle.target(&m.id));
-                let activator = self.activator.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = activator.activate(doc, source, "takeover").await {
-                        tracing::error!(%session, error = %e, "taken-over session did not start");
-                    }
-                });
             }
+            NodeCmd::Promote { owner, sessions } => self.promote(&owner, sessions),
         }
     }
 
-    /// One vote (this node's own, or a peer's request), persisted before it counts. Refused
-    /// outright if this node knows the session at `epoch` or newer (it serves it, or its
-    /// replica or a fence says so): the candidate's copy is stale.
-    fn vote(&mut self, session: &str, epoch: u64, owner: &str, candidate: String) -> bool {
-        let served = self
-            .registry
-            .get(session)
-            .map(|h| h.status())
-            .filter(|s| !s.ended)
-            .map_or(0, |s| s.epoch);
-        let known = served.max(self.replicas.known_epoch(session));
-        if known >= epoch && candidate != self.handle.node_id() {
-            tracing::debug!(%session, epoch, known, %candidate, "vote refused: a newer epoch is known here");
-            return false;
-        }
-        match self.voter.vote(session, epoch, owner, Instant::now()) {
-            Ok(()) => match save_votes(&self.votes_path, self.voter.promised()) {
-                Ok(()) => true,
-                Err(e) => {
-                    // A vote that is not durable must not leave the node.
-                    tracing::error!(error = %e, "cannot persist a vote; refusing it");
-                    false
+    /// A majority voted for taking `sessions` (at their new epochs) from `owner`: fence
+    /// them here and at the other members, and start them (a few at a time).
+    fn promote(&mut self, owner: &str, sessions: Vec<(String, u64)>) {
+        let mut promoted = Vec::with_capacity(sessions.len());
+        let mut docs = Vec::with_capacity(sessions.len());
+        for (session, epoch) in sessions {
+            // The replica may have moved on while the votes came in (a handoff to another
+            // node synced a newer owner into it): then this claim is stale.
+            let current = self.replicas.doc(&session).and_then(|d| d.meta().ok());
+            let known = self.replicas.known_epoch(&session);
+            let mut meta = match current {
+                Some(m) if m.owner_node == owner && m.epoch < epoch && known < epoch => m,
+                _ => {
+                    tracing::warn!(%session, epoch, %owner, known, "takeover: the replica moved on while voting; not promoting");
+                    continue;
                 }
-            },
-            Err(why) => {
-                tracing::debug!(%session, epoch, %candidate, ?why, "vote refused");
-                false
+            };
+            let Some(mut doc) = self.replicas.take(&session) else {
+                tracing::warn!(%session, "takeover: the replica is gone");
+                continue;
+            };
+            meta.owner_node = self.handle.node_id().to_owned();
+            meta.epoch = epoch;
+            doc.set_meta(&meta);
+            doc.commit();
+            self.replicas.fence(&session, epoch);
+            promoted.push((session, epoch));
+            docs.push(doc);
+        }
+        if promoted.is_empty() {
+            return;
+        }
+        for m in self.handle.members() {
+            if m.id == self.handle.node_id() {
+                continue;
+            }
+            if m.batches() {
+                let msg = PeerMsg::ActivateBatch {
+                    sessions: promoted.clone(),
+                };
+                self.handle.net().tell(&m.id, m.peer_addr, msg);
+            } else {
+                for (session, epoch) in &promoted {
+                    let msg = PeerMsg::Activate {
+                        session: session.clone(),
+                        epoch: *epoch,
+                    };
+                    self.handle.net().tell(&m.id, m.peer_addr, msg);
+                }
+            }
+        }
+        let source = self
+            .handle
+            .members()
+            .into_iter()
+            .find(|m| m.id != self.handle.node_id())
+            .and_then(|m| self.handle.target(&m.id));
+        let activator = self.activator.clone();
+        tokio::spawn(async move {
+            activator.activate_all(docs, source, "takeover").await;
+        });
+    }
+
+    /// Votes (this node's own, or a peer's request) for `candidate` taking each of
+    /// `sessions` (at its new epoch) from `owner`; returns the sessions granted, persisted
+    /// (once for all of them) before they count. A session is refused outright if this node
+    /// knows it at that epoch or newer (it serves it, or its replica or a fence says so):
+    /// the candidate's copy is stale.
+    fn vote(&mut self, owner: &str, sessions: &[(String, u64)], candidate: &str) -> Vec<String> {
+        let mut granted = Vec::new();
+        let now = Instant::now();
+        for (session, epoch) in sessions {
+            let served = self
+                .registry
+                .get(session)
+                .map(|h| h.status())
+                .filter(|s| !s.ended)
+                .map_or(0, |s| s.epoch);
+            let known = served.max(self.replicas.known_epoch(session));
+            if known >= *epoch && candidate != self.handle.node_id() {
+                tracing::debug!(%session, epoch, known, %candidate, "vote refused: a newer epoch is known here");
+                continue;
+            }
+            match self.voter.vote(session, *epoch, owner, now) {
+                Ok(()) => granted.push(session.clone()),
+                Err(why) => {
+                    tracing::debug!(%session, epoch, %candidate, ?why, "vote refused")
+                }
+            }
+        }
+        if granted.is_empty() {
+            return granted;
+        }
+        match save_votes(&self.votes_path, self.voter.promised()) {
+            Ok(()) => granted,
+            Err(e) => {
+                // A vote that is not durable must not leave the node.
+                tracing::error!(error = %e, votes = granted.len(), "cannot persist votes; refusing them");
+                Vec::new()
             }
         }
     }
@@ -627,6 +675,46 @@ impl ClusterNode {
         }
     }
 
+    /// Answers queued messages in order; runs of replica writes (`Sync`, `FullDoc`) are
+    /// persisted together ([`ReplicaSet::handle_writes`]) before any of them is answered.
+    fn dispatch_all(&mut self, batch: Vec<Incoming>) {
+        let mut writes = Vec::new();
+        for inc in batch {
+            if ReplicaSet::is_write(&inc.msg) {
+                writes.push(inc);
+                continue;
+            }
+            self.answer_writes(std::mem::take(&mut writes));
+            self.dispatch(inc);
+        }
+        self.answer_writes(writes);
+    }
+
+    fn answer_writes(&mut self, writes: Vec<Incoming>) {
+        if writes.is_empty() {
+            return;
+        }
+        let mut replies = Vec::with_capacity(writes.len());
+        let mut msgs = Vec::with_capacity(writes.len());
+        for Incoming { from, msg, reply } in writes {
+            match &msg {
+                PeerMsg::Sync { data, .. } => crate::metrics::sync_bytes("received", data.len()),
+                PeerMsg::FullDoc { bytes, .. } => {
+                    crate::metrics::sync_bytes("received", bytes.len())
+                }
+                _ => {}
+            }
+            msgs.push((from, msg));
+            replies.push(reply);
+        }
+        let answers = self.replicas.handle_writes(msgs);
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            if let Some(reply) = reply {
+                reply.send(answer);
+            }
+        }
+    }
+
     /// Answers one message from another node.
     fn dispatch(&mut self, inc: Incoming) {
         let Incoming { from, msg, reply } = inc;
@@ -644,8 +732,24 @@ impl ClusterNode {
                 owner,
                 candidate,
             } => {
-                let granted = self.vote(&session, epoch, &owner, candidate);
+                let granted = !self
+                    .vote(&owner, &[(session, epoch)], &candidate)
+                    .is_empty();
                 Some(PeerMsg::Vote { granted })
+            }
+            PeerMsg::VoteBatch {
+                owner,
+                candidate,
+                sessions,
+            } => {
+                let granted = self.vote(&owner, &sessions, &candidate);
+                Some(PeerMsg::Votes { granted })
+            }
+            PeerMsg::ActivateBatch { sessions } => {
+                for (session, epoch) in sessions {
+                    self.replicas.fence(&session, epoch);
+                }
+                None
             }
             PeerMsg::WhereIs { session } => {
                 let served = self.registry.get(&session).map(|h| h.status());
@@ -692,12 +796,11 @@ impl ClusterNode {
         let activator = self.activator.clone();
         let source = self.handle.target(&from);
         tokio::spawn(async move {
-            for (session, doc) in activated {
+            for _ in &activated {
                 crate::metrics::handoff("in", "accepted");
-                if let Err(e) = activator.activate(doc, source.clone(), "handoff").await {
-                    tracing::error!(%session, error = %e, "handed-over session did not start here");
-                }
             }
+            let docs = activated.into_iter().map(|(_, doc)| doc).collect();
+            activator.activate_all(docs, source, "handoff").await;
             if let Some(reply) = reply {
                 reply.send(answer);
             }
