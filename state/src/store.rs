@@ -296,7 +296,9 @@ impl Store {
             .map(Some)
             .ok_or_else(|| StoreError::Corrupt {
                 session: session.to_string(),
-                source: Box::new(StateError::Corrupt("journal entry shorter than its tick".into())),
+                source: Box::new(StateError::Corrupt(
+                    "journal entry shorter than its tick".into(),
+                )),
             })
     }
 

@@ -227,7 +227,10 @@ fn journal_entries_are_newer_than_the_document_or_gone() {
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.load_journal("s").unwrap(), Some(journal(4)));
-    assert_eq!(store.load_session("s").unwrap().unwrap().state().unwrap(), state(3));
+    assert_eq!(
+        store.load_session("s").unwrap().unwrap().state().unwrap(),
+        state(3)
+    );
     store.delete_session("s").unwrap();
     assert_eq!(store.load_journal("s").unwrap(), None);
 }
