@@ -146,7 +146,9 @@ pub fn resume_stored(
         // Seats are now all disconnected.
         seats_dirty: true,
         removed_seats: Vec::new(),
-        persist_due: None,
+        // A journal's state reaches the document (and so the replicas) within
+        // `doc_interval` even if no batch ever comes.
+        persist_due: from_journal.then(tokio::time::Instant::now),
         last_persist: tokio::time::Instant::now(),
         last_journal: tokio::time::Instant::now(),
         journaled: from_journal,
