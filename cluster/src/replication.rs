@@ -593,20 +593,11 @@ impl ReplicaSet {
 
     /// Answers one request from another node; `None` for messages this set does not handle.
     pub fn handle(&mut self, from: &str, msg: PeerMsg) -> Option<PeerMsg> {
+        if Self::is_write(&msg) {
+            // A group of one: applied, persisted, then answered.
+            return self.handle_writes(vec![(from.to_string(), msg)]).pop();
+        }
         Some(match msg {
-            PeerMsg::Sync {
-                session,
-                generation,
-                epoch,
-                reset,
-                data,
-            } => self.on_sync(from, session, generation, epoch, reset, &data),
-            PeerMsg::FullDoc {
-                session,
-                generation,
-                epoch,
-                bytes,
-            } => self.on_full_doc(from, session, generation, epoch, &bytes),
             PeerMsg::Handoff {
                 session,
                 epoch,
@@ -815,7 +806,7 @@ impl ReplicaSet {
         }
     }
 
-    /// `on_sync` up to the write: the message applied to the copy, or the answer if it
+    /// A `Sync` up to the write: the message applied to the copy, or the answer if it
     /// needs none.
     fn apply_sync(
         &mut self,
@@ -874,7 +865,7 @@ impl ReplicaSet {
         })
     }
 
-    /// `on_full_doc` up to the write.
+    /// A `FullDoc` up to the write.
     fn apply_full_doc(
         &mut self,
         from: &str,
@@ -910,139 +901,6 @@ impl ReplicaSet {
                 reason: format!("full document does not load: {e}"),
             }),
         }
-    }
-
-    fn on_sync(
-        &mut self,
-        from: &str,
-        session: String,
-        generation: u64,
-        epoch: u64,
-        reset: bool,
-        data: &[u8],
-    ) -> PeerMsg {
-        if let Some(&fence) = self.fences.get(&session).filter(|&&f| epoch < f) {
-            return PeerMsg::Stale {
-                session,
-                epoch: fence,
-            };
-        }
-        let Some(r) = self.replicas.get_mut(&session) else {
-            return PeerMsg::NeedFullDoc { session };
-        };
-        if epoch < r.epoch {
-            return PeerMsg::Stale {
-                session,
-                epoch: r.epoch,
-            };
-        }
-        if generation != r.generation {
-            return PeerMsg::NeedFullDoc { session };
-        }
-        r.epoch = epoch;
-        let state = r.states.entry(from.to_string()).or_default();
-        if reset {
-            *state = sync::State::new();
-        }
-        let message = match sync::Message::decode(data) {
-            Ok(m) => m,
-            Err(e) => {
-                return PeerMsg::Error {
-                    reason: format!("bad sync message: {e}"),
-                }
-            }
-        };
-        r.bytes_received += data.len() as u64;
-        if let Err(e) = r
-            .doc
-            .automerge()
-            .sync()
-            .receive_sync_message(state, message)
-        {
-            return PeerMsg::Error {
-                reason: format!("sync message refused: {e}"),
-            };
-        }
-        let now = r.doc.heads();
-        if now != r.durable || r.dirty {
-            // After a failed write the incremental cursor has moved past unsaved changes, so
-            // the retry is a full save.
-            match self.store.persist(&session, &mut r.doc, r.dirty) {
-                Ok(()) => {
-                    r.durable = now;
-                    r.dirty = false;
-                }
-                Err(e) => {
-                    tracing::warn!(%session, error = %e, "replica persist failed");
-                    r.dirty = true;
-                }
-            }
-        }
-        let reply = r.doc.automerge().sync().generate_sync_message(state);
-        PeerMsg::SyncReply {
-            session,
-            data: reply.map(|m| serde_bytes::ByteBuf::from(m.encode())),
-            // Ack only what survives a restart of this node.
-            heads: wire_heads(&r.durable),
-        }
-    }
-
-    fn on_full_doc(
-        &mut self,
-        from: &str,
-        session: String,
-        generation: u64,
-        epoch: u64,
-        bytes: &[u8],
-    ) -> PeerMsg {
-        if let Some(&fence) = self.fences.get(&session).filter(|&&f| epoch < f) {
-            return PeerMsg::Stale {
-                session,
-                epoch: fence,
-            };
-        }
-        if let Some(r) = self.replicas.get(&session) {
-            if epoch < r.epoch {
-                return PeerMsg::Stale {
-                    session,
-                    epoch: r.epoch,
-                };
-            }
-        }
-        let mut doc = match SessionDoc::load(bytes) {
-            Ok(d) => d,
-            Err(e) => {
-                return PeerMsg::Error {
-                    reason: format!("full document does not load: {e}"),
-                }
-            }
-        };
-        if let Err(e) = self.store.persist(&session, &mut doc, true) {
-            tracing::warn!(%session, error = %e, "replica persist failed");
-            let heads = self
-                .replicas
-                .get(&session)
-                .map(|r| wire_heads(&r.durable))
-                .unwrap_or_default();
-            return PeerMsg::HeadsAck { session, heads };
-        }
-        let durable = doc.heads();
-        let heads = wire_heads(&durable);
-        let mut states = HashMap::new();
-        states.insert(from.to_string(), sync::State::new());
-        self.replicas.insert(
-            session.clone(),
-            Replica {
-                doc,
-                states,
-                epoch,
-                generation,
-                bytes_received: bytes.len() as u64,
-                durable,
-                dirty: false,
-            },
-        );
-        PeerMsg::HeadsAck { session, heads }
     }
 
     fn on_handoff(&mut self, session: String, epoch: u64, heads: Vec<Head>) -> PeerMsg {
