@@ -258,35 +258,35 @@ fn bench(c: &mut Criterion) {
             })
         });
 
-        let mut doc = SessionDoc::new(&meta("arena"));
-        let mut i = 0;
-        g.bench_function(BenchmarkId::new("reconcile_commit", players), |b| {
-            b.iter(|| {
-                i = (i + 1) % TICKS;
-                doc.set_state(&snaps[i]).unwrap();
-                doc.commit();
-                if doc.should_compact(&policy) {
-                    doc.compact().unwrap();
-                }
-            })
-        });
-
-        // The same with a shorter history: Automerge's cost per put grows with the
-        // overwrites a key's column holds until compaction (default: 1,000 changes).
-        for max_changes in [50u64, 200] {
-            let short = CompactionPolicy {
-                max_changes,
-                ..CompactionPolicy::default()
-            };
+        // The host's path; the `_compact_N` variants shorten the history: Automerge's cost
+        // per put could grow with the overwrites a key's column holds until compaction
+        // (default: 1,000 changes).
+        let variants = [
+            ("reconcile_commit".to_string(), policy.clone()),
+            (
+                "reconcile_commit_compact_50".to_string(),
+                CompactionPolicy {
+                    max_changes: 50,
+                    ..policy.clone()
+                },
+            ),
+            (
+                "reconcile_commit_compact_200".to_string(),
+                CompactionPolicy {
+                    max_changes: 200,
+                    ..policy.clone()
+                },
+            ),
+        ];
+        for (id, policy) in variants {
             let mut doc = SessionDoc::new(&meta("arena"));
             let mut i = 0;
-            let id = format!("reconcile_commit_compact_{max_changes}");
             g.bench_function(BenchmarkId::new(id, players), |b| {
                 b.iter(|| {
                     i = (i + 1) % TICKS;
                     doc.set_state(&snaps[i]).unwrap();
                     doc.commit();
-                    if doc.should_compact(&short) {
+                    if doc.should_compact(&policy) {
                         doc.compact().unwrap();
                     }
                 })

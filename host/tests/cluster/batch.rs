@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use serde_json::{json, Value};
 
 use crate::{
-    common::{Client, Enc},
+    common::{tictactoe_pair_at, Client, Enc},
     harness::{wait_until, TestCluster},
 };
 
@@ -28,25 +28,17 @@ async fn games_on_node0(cluster: &TestCluster) -> Vec<Game> {
     let url = cluster.nodes[0].ws_url();
     let mut games = Vec::with_capacity(SESSIONS);
     for _ in 0..SESSIONS {
-        let mut x = Client::connect_url(&url, Enc::Json).await;
-        x.send(json!({"type": "create", "game": "tictactoe"})).await;
-        let session = x.recv_type("created").await["session"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let jx = x
-            .join(json!({"type": "join", "session": session, "name": "x"}))
-            .await;
-        assert_eq!(jx["type"], "joined", "{jx}");
-        let mut o = Client::connect_url(&url, Enc::Json).await;
-        let jo = o
-            .join(json!({"type": "join", "session": session, "name": "o"}))
-            .await;
-        assert_eq!(jo["type"], "joined", "{jo}");
+        let (mut x, o, session) = tictactoe_pair_at(&url).await;
+        let token = o
+            .seen
+            .iter()
+            .find(|m| m["type"] == "joined")
+            .map(|m| m["token"].clone())
+            .expect("o joined with a token");
         x.input_ok(json!({"cell": 4}), 1).await;
         games.push(Game {
             session,
-            token: jo["token"].clone(),
+            token,
             x,
             o,
         });

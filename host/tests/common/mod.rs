@@ -460,7 +460,12 @@ impl Client {
 
 /// Create a tictactoe session and seat two clients in it: `(x, o, session)`.
 pub async fn tictactoe_pair(node: &TestNode) -> (Client, Client, String) {
-    let mut x = node.client().await;
+    tictactoe_pair_at(&node.ws_url()).await
+}
+
+/// [`tictactoe_pair`] on the node serving the player websocket at `url`.
+pub async fn tictactoe_pair_at(url: &str) -> (Client, Client, String) {
+    let mut x = Client::connect_url(url, Enc::Json).await;
     x.send(json!({"type": "create", "game": "tictactoe"})).await;
     let created = x.recv_type("created").await;
     let session = created["session"].as_str().expect("session id").to_owned();
@@ -468,7 +473,7 @@ pub async fn tictactoe_pair(node: &TestNode) -> (Client, Client, String) {
         .join(json!({"type": "join", "session": session, "name": "x"}))
         .await;
     assert_eq!(jx["type"], "joined", "{jx}");
-    let mut o = node.client().await;
+    let mut o = Client::connect_url(url, Enc::Json).await;
     let jo = o
         .join(json!({"type": "join", "session": session, "name": "o"}))
         .await;

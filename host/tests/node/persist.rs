@@ -9,6 +9,23 @@ use serde_json::{json, Value};
 
 use crate::common::{tictactoe_pair, Client, Incoming, TestNode, DEADLINE};
 
+/// Node flags with both write intervals far longer than any test: progress
+/// reaches the store only when something forces a write.
+const NEVER_DUE: &[&str] = &[
+    "--persist-interval-ms",
+    "600000",
+    "--doc-interval-ms",
+    "600000",
+];
+
+/// The `ticks` of the first view a resumed seat gets on `node`, and the view.
+async fn restored_ticks(node: &TestNode, token: &str) -> (u64, Value) {
+    let (mut c, _) = resume(node, token).await;
+    let view = c.recv_type("view").await;
+    let ticks = view["data"]["ticks"].as_u64().expect("ticks");
+    (ticks, view)
+}
+
 fn token_of(c: &Client) -> String {
     c.seen
         .iter()
@@ -74,15 +91,7 @@ async fn tictactoe_survives_kill_9_and_finishes() {
 /// store's journal, and a `kill -9` must still lose none of them.
 #[tokio::test]
 async fn kill_9_keeps_acked_inputs_from_the_journal() {
-    let node = TestNode::start_with(
-        &["tictactoe"],
-        &[
-            "--persist-interval-ms",
-            "600000",
-            "--doc-interval-ms",
-            "600000",
-        ],
-    );
+    let node = TestNode::start_with(&["tictactoe"], NEVER_DUE);
     let (mut x, mut o, session) = tictactoe_pair(&node).await;
     x.input_ok(json!({"cell": 4}), 1).await;
     o.input_ok(json!({"cell": 0}), 2).await;
@@ -215,9 +224,7 @@ async fn tick_only_progress_is_persisted_without_inputs() {
     drop(c);
 
     let node = node.restart(); // SIGKILL: what was written survives
-    let (mut c, _) = resume(&node, &token).await;
-    let view = c.recv_type("view").await;
-    let ticks = view["data"]["ticks"].as_u64().expect("ticks");
+    let (ticks, view) = restored_ticks(&node, &token).await;
     assert!(
         ticks >= durable,
         "durable tick {durable} before kill -9, restored state has {view}"
@@ -228,15 +235,7 @@ async fn tick_only_progress_is_persisted_without_inputs() {
 async fn sigterm_persists_pending_tick_only_progress() {
     // Intervals far longer than the test: tick-only progress is never due,
     // so only the flush at shutdown can make it durable.
-    let node = TestNode::start_with(
-        &["chaos"],
-        &[
-            "--persist-interval-ms",
-            "600000",
-            "--doc-interval-ms",
-            "600000",
-        ],
-    );
+    let node = TestNode::start_with(&["chaos"], NEVER_DUE);
     let (mut c, _) = ticking_chaos(&node).await;
     let token = token_of(&c);
     let view = c
@@ -262,9 +261,7 @@ async fn sigterm_persists_pending_tick_only_progress() {
     assert!(seen >= 20, "last view seen: {seen} ticks");
 
     let node = node.restart();
-    let (mut c, _) = resume(&node, &token).await;
-    let view = c.recv_type("view").await;
-    let ticks = view["data"]["ticks"].as_u64().expect("ticks");
+    let (ticks, view) = restored_ticks(&node, &token).await;
     assert!(
         ticks >= seen,
         "the client saw {seen} ticks before SIGTERM, the restored state has {view}"
