@@ -19,7 +19,8 @@ ENV MINOTAUR_RELEASE=${MINOTAUR_RELEASE} \
     MINOTAUR_GAMES_DIR=/games \
     MINOTAUR_DATA_DIR=/data \
     RUST_LOG=info
-EXPOSE 7878/tcp 7879/tcp 7880/udp
+# Players only: a node talks to PostgreSQL and to no other node.
+EXPOSE 7878/tcp
 VOLUME ["/data"]
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=2s --timeout=2s --start-period=2s --retries=3 \
