@@ -8,6 +8,7 @@
 # TAG defaults to `minotaur:dev`. RELEASE (default: the crate version) is baked into
 # the image as MINOTAUR_RELEASE, which the node reports as its version, so two
 # images of the same code can be told apart in a rolling-upgrade test.
+# CARGO_TARGET_DIR is honoured (e.g. to share compiled dependencies between work trees).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag="${1:-minotaur:dev}"
@@ -22,11 +23,12 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
 fi
 bash scripts/build-games.sh >/dev/null
 cargo build --release --target x86_64-unknown-linux-musl -p minotaur-host
+target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 
-ctx=target/docker-ctx
-rm -rf "$ctx"
+ctx=$(mktemp -d /tmp/minotaur-docker-ctx.XXXXXX)
+trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/dist/games" "$ctx/dist/data"
-cp target/x86_64-unknown-linux-musl/release/minotaur "$ctx/dist/minotaur"
+cp "$target_dir/x86_64-unknown-linux-musl/release/minotaur" "$ctx/dist/minotaur"
 strip "$ctx/dist/minotaur"  # the release profile keeps line tables for backtraces
 cp games/dist/tictactoe.wasm games/dist/arena.wasm "$ctx/dist/games/"
 cp Dockerfile "$ctx/Dockerfile"
