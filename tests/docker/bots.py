@@ -53,6 +53,7 @@ class Bot:
         self.view = None
         self.last_ack = None
         self.gaps = []  # (phase, seconds between consecutive acks): the player-visible pause
+        self.ack_times = []  # time.monotonic() of every ack
         self.errors = {}  # code -> count, all phases
         self.error_log = []  # (phase, where, code, message), for the report
         self.resume_retries = {}  # why a resume attempt was retried -> count
@@ -104,6 +105,7 @@ class Bot:
             if self.last_ack is not None:
                 self.gaps.append((PHASE[0], now - self.last_ack))
             self.last_ack = now
+            self.ack_times.append(now)
             self.acked += 1
             data = self.pending.pop(msg.get("seq"), None)
             if self.game == "tictactoe" and data is not None:

@@ -1,31 +1,47 @@
-"""End-to-end rolling upgrade of a 3-node Minotaur cluster in Docker.
+"""End-to-end test of a 3-node Minotaur cluster on PostgreSQL, in Docker.
 
-    e2e.py compose V1_IMAGE V2_IMAGE   # plain containers on a private bridge network
-    e2e.py swarm   V1_IMAGE V2_IMAGE   # deploy/stack.yml on a single-node swarm
-                                       # (opt-in: see docs/OPERATIONS.md, "Docker Swarm")
+    e2e.py compose V1_IMAGE V2_IMAGE PG_IMAGE   # docker-compose.yml, upgraded by hand
+    e2e.py swarm   V1_IMAGE V2_IMAGE PG_IMAGE   # deploy/stack.yml on a single-node swarm
+                                                # (opt-in: see docs/OPERATIONS.md, "Docker Swarm")
 
-The images are built by `run.sh` (`scripts/docker-image.sh`; v2 differs only in the
-release label it reports). Both scenarios start three v1 nodes, seat bots
-(tictactoe and arena) through published ports on 127.0.0.1, replace the nodes one
-at a time with v2 the way Swarm's `start-first` does (start the new one, wait until
-it is ready, stop the old one with its grace period: SIGTERM, it hands its sessions
-over), then `docker kill` one node and wait for its sessions to be taken over.
+The images are built by `run.sh` (`scripts/docker-image.sh`, v2 differs only in the
+release label it reports; `scripts/postgres-image.sh`). The compose scenario starts
+the repository's docker-compose.yml (PostgreSQL, then three v1 nodes), seats bots
+(tic-tac-toe and arena) through the published ports on 127.0.0.1, and then, under
+their load:
 
-Asserted: the set of sessions after the upgrade equals the set before (by id);
-every bot ends up connected to a v2 node; every acknowledged tic-tac-toe move is
-on its board with its mark (after the upgrade and again after the kill); the
-killed node's sessions come back on the others; the games then play to their end.
-Printed: sessions, acked inputs, redirects, resume retries by cause, errors by
-phase, player-visible pause per arena session (p50/p99/max) and takeover time.
-Everything the script makes is removed, also on failure (images: by run.sh).
+  upgrade   replaces the nodes one at a time with v2 the way Swarm's `start-first`
+            does (start the new one, wait until it is ready, `docker stop` the old one
+            with its grace period: SIGTERM, it hands its sessions over);
+  pause     `docker pause`s the node owning the most sessions for PAUSE_S (longer than
+            the lease: the others take its sessions over), then `docker unpause`s it;
+  pg        restarts PostgreSQL (`docker stop`, wait until every node reports not
+            ready, `docker start`): a pause for the players;
+  kill      `docker kill`s the node owning the most sessions;
+  finish    the tic-tac-toe games play to their end.
+
+Asserted after every phase: the sessions (by id) are those from before, each served
+by exactly one node, the one the directory in PostgreSQL names as its owner; every
+bot is seated again (on a v2 node after the upgrade), arena players get acks again;
+every acknowledged tic-tac-toe move is on its board with its mark. Per phase: the
+faulted node's sessions come back on the others (pause, kill); no ack while
+PostgreSQL is down and every node's `/readyz` says 503 meanwhile (pg); the paused node
+serves again after the unpause. Tic-tac-toe games are in four groups, one per phase,
+whose second moves are allowed just before that phase's fault, so they race it.
+Printed: sessions, acked inputs, redirects, resume retries by cause, errors by phase,
+player-visible pause per arena session (p50/p99/max) per phase, takeover times.
+Everything the script makes is removed, also on failure (images: by run.sh); the
+containers' logs are kept in /tmp/<run>-logs on failure.
 """
 
 import asyncio
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -35,7 +51,9 @@ from bots import Bot  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUN = f"mte2e{os.getpid()}"
 TOKEN = "e2e-admin-token"
-N_TTT, N_ARENA = 6, 12  # tic-tac-toe games (2 bots each), arena bots
+GROUPS = ("upgrade", "pause", "pg", "kill")  # one group of tic-tac-toe games per fault
+TTT_PER_GROUP, N_ARENA = 2, 12  # tic-tac-toe games (2 bots each) per group, arena bots
+PAUSE_S = 4.0  # how long the paused node stays frozen (the default lease is 1.5 s)
 
 
 def log(*a):
@@ -64,6 +82,16 @@ def http(port, path, token=None, timeout=2):
         return r.status, r.read()
 
 
+def status(port, path):
+    """HTTP status of a GET (an error status too); None when nothing answers."""
+    try:
+        return http(port, path)[0]
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return None
+
+
 def wait_until(what, cond, timeout=60.0, every=0.2):
     """Poll `cond` until it holds; fail after `timeout` seconds."""
     end = time.monotonic() + timeout
@@ -78,8 +106,8 @@ def wait_until(what, cond, timeout=60.0, every=0.2):
     raise TimeoutError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
-async def await_until(what, cond, timeout=60.0):
-    await asyncio.to_thread(wait_until, what, cond, timeout)
+async def await_until(what, cond, timeout=60.0, every=0.2):
+    await asyncio.to_thread(wait_until, what, cond, timeout, every)
 
 
 def pct(xs, p):
@@ -97,112 +125,157 @@ def pauses(bots, phase):
             "max": round(max(per or [0]), 3)}
 
 
+def serving_members(port):
+    """Live, serving members of the cluster as one node's `/api/cluster` shows them."""
+    members = json.loads(http(port, "/api/cluster")[1])["members"]
+    return [m for m in members if m.get("live", True) and m.get("status", "serving") == "serving"]
+
+
+def psql_directory(container):
+    """The session directory in PostgreSQL: {session id: owner node id}, live sessions."""
+    out = sh("docker", "exec", container, "psql", "-U", "minotaur", "-d", "minotaur", "-tA",
+             "-F", " ", "-c", "SELECT id, owner FROM minotaur_sessions WHERE NOT ended")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+class Node:
+    def __init__(self, id, container, port):
+        self.id, self.container, self.port = id, container, port
+
+    def __repr__(self):
+        return self.id
+
+
 # ---- clusters ---------------------------------------------------------------------
 
 
 class Compose:
-    """Three containers on a private bridge network, each publishing its player port
-    on 127.0.0.1; a replacement keeps the network alias (node1..3, the seed list)."""
+    """docker-compose.yml (project RUN): PostgreSQL and node1..3, each node publishing
+    its player port on a free 127.0.0.1 port. Upgrades start replacement containers
+    on the project's network with the same settings and a new node id."""
 
     name = "compose"
+    faults = True  # pause, PostgreSQL restart: every node is reachable from here
 
     def __init__(self, images):
         self.images = images
-        self.net = f"{RUN}-net"
-        self.containers = set()
-        self.network = False
-        self.nodes = []  # [(container, port)]
+        self.password = secrets.token_hex(16)
+        self.ports = {i: free_port() for i in (1, 2, 3)}
+        self.env = dict(os.environ, MINOTAUR_IMAGE=images["v1"], MINOTAUR_POSTGRES_IMAGE=images["pg"],
+                        POSTGRES_PASSWORD=self.password, MINOTAUR_ADMIN_TOKEN=TOKEN,
+                        **{f"MINOTAUR_NODE{i}_PORT": str(p) for i, p in self.ports.items()})
+        self.started = False
+        self.extra = []  # containers started by hand (replacements)
+        self.nodes = []
+        self.pg = None
+        self.net = f"{RUN}_minotaur"
+
+    def compose(self, *args, check=True):
+        return sh("docker-compose", "-p", RUN, "-f", f"{ROOT}/docker-compose.yml", *args,
+                  env=self.env, check=check)
+
+    def up(self):
+        self.started = True
+        # Waits for PostgreSQL to be healthy before it starts the nodes (depends_on).
+        self.compose("up", "-d")
+        self.pg = self.compose("ps", "-q", "postgres")
+        self.nodes = [Node(f"node{i}", self.compose("ps", "-q", f"node{i}"), self.ports[i])
+                      for i in (1, 2, 3)]
+        wait_until("3 ready v1 nodes", lambda: all(self.ready(n) for n in self.nodes), 90)
+        wait_until("cluster of 3", lambda: all(
+            len(serving_members(n.port)) == 3 for n in self.nodes), 60)
+
+    @staticmethod
+    def ready(node):
+        return status(node.port, "/readyz") == 200
+
+    def urls(self):
+        return [f"ws://127.0.0.1:{n.port}/ws" for n in self.nodes]
+
+    def sessions(self, nodes=None):
+        """Session ids each node serves (`GET /admin/sessions`)."""
+        out = {}
+        for n in nodes if nodes is not None else self.nodes:
+            items = json.loads(http(n.port, "/admin/sessions", TOKEN)[1])
+            items = items["sessions"] if isinstance(items, dict) else items
+            out[n.id] = {s["id"] for s in items}
+        return out
+
+    def directory(self):
+        return psql_directory(self.pg)
 
     def start_node(self, i, version):
         name, port = f"{RUN}-n{i}-{version}", free_port()
-        seeds = ",".join(f"node{j}:7946" for j in (1, 2, 3))
-        sh("docker", "run", "-d", "--name", name, "--network", self.net,
-           "--network-alias", f"node{i}", "--hostname", name,
+        url = f"postgres://minotaur:{self.password}@postgres:5432/minotaur"
+        sh("docker", "run", "-d", "--name", name, "--network", self.net, "--hostname", name,
            "-p", f"127.0.0.1:{port}:7878",
-           "-e", f"MINOTAUR_NODE_ID={name}", "-e", f"MINOTAUR_SEEDS={seeds}",
+           "-e", f"MINOTAUR_DATABASE_URL={url}", "-e", f"MINOTAUR_NODE_ID={name}",
            "-e", f"MINOTAUR_ADVERTISE_ADDR=127.0.0.1:{port}",
            "-e", f"MINOTAUR_ADMIN_TOKEN={TOKEN}", "-e", "MINOTAUR_SHUTDOWN_GRACE_SECS=30",
            "--stop-timeout", "40", self.images[version])
-        self.containers.add(name)
-        return name, port
-
-    @staticmethod
-    def ready(port):
-        try:
-            return http(port, "/readyz")[0] == 200
-        except Exception:
-            return False
-
-    def up(self):
-        sh("docker", "network", "create", self.net)
-        self.network = True
-        self.nodes = [self.start_node(i, "v1") for i in (1, 2, 3)]
-        wait_until("3 ready v1 nodes", lambda: all(self.ready(p) for _, p in self.nodes), 90)
-        wait_until("cluster of 3", lambda: all(
-            len(json.loads(http(p, "/api/cluster")[1])["members"]) == 3 for _, p in self.nodes), 60)
-
-    def urls(self):
-        return [f"ws://127.0.0.1:{p}/ws" for _, p in self.nodes]
-
-    def sessions(self):
-        """Session ids per container."""
-        out = {}
-        for name, port in self.nodes:
-            items = json.loads(http(port, "/admin/sessions", TOKEN)[1])
-            items = items["sessions"] if isinstance(items, dict) else items
-            out[name] = {s["id"] for s in items}
-        return out
-
-    def replicas(self):
-        """Session ids each container holds a replica of (`GET /api/cluster`)."""
-        return {name: {r["session"] for r in json.loads(http(port, "/api/cluster")[1])["replicas"]}
-                for name, port in self.nodes}
+        self.extra.append(name)
+        return Node(name, name, port)
 
     async def upgrade(self, on_step):
         for i in range(3):
-            old, _ = self.nodes[i]
-            new, port = self.start_node(i + 1, "v2")
-            await await_until(f"{new} ready", lambda: self.ready(port), 90)
+            old = self.nodes[i]
+            new = self.start_node(i + 1, "v2")
+            await await_until(f"{new} ready", lambda: self.ready(new), 90)
             await on_step(i)
             t0 = time.monotonic()
-            await asyncio.to_thread(sh, "docker", "stop", "-t", "40", old)
+            await asyncio.to_thread(sh, "docker", "stop", "-t", "40", old.container)
             log(f"replaced {old} -> {new}: old stopped in {time.monotonic() - t0:.1f}s")
-            self.nodes[i] = (new, port)
+            self.nodes[i] = new
             yield
 
-    def kill_one(self):
-        name, _ = self.nodes.pop(0)
-        sh("docker", "kill", name)
-        return name
+    def pause(self, node):
+        sh("docker", "pause", node.container)
 
-    def members(self):
-        """Each node's view of the membership: {node: {member: status}}."""
-        return {name: {m["id"]: m["status"] for m in
-                       json.loads(http(port, "/api/cluster")[1])["members"]}
-                for name, port in self.nodes}
+    def unpause(self, node):
+        sh("docker", "unpause", node.container)
+
+    def kill(self, node):
+        sh("docker", "kill", node.container)
+        self.nodes.remove(node)
+
+    def pg_stop(self):
+        sh("docker", "stop", "-t", "30", self.pg)
+
+    def pg_start(self):
+        sh("docker", "start", self.pg)
+
+    def pg_healthy(self):
+        return sh("docker", "inspect", "-f", "{{.State.Health.Status}}", self.pg) == "healthy"
 
     def down(self, keep_logs=False):
+        containers = list(self.extra)
+        if self.started:
+            containers += self.compose("ps", "-q", check=False).split()
         if keep_logs:
             d = f"/tmp/{RUN}-logs"
             os.makedirs(d, exist_ok=True)
-            for c in self.containers:
-                with open(f"{d}/{c}.log", "w") as f:
-                    subprocess.run(["docker", "logs", c], stdout=f, stderr=subprocess.STDOUT)
+            for c in containers:
+                label = sh("docker", "inspect", "-f", "{{.Name}}", c, check=False).lstrip("/") or c
+                with open(f"{d}/{label}.log", "w") as f:
+                    subprocess.run(["docker", "logs", "-t", c], stdout=f, stderr=subprocess.STDOUT)
             log(f"[compose] container logs kept in {d}")
-        for c in self.containers:
+        for c in self.extra:
             sh("docker", "rm", "-f", "-v", c, check=False)
-        if self.network:
-            sh("docker", "network", "rm", self.net, check=False)
+        if self.started:
+            self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
 
 
 class Swarm:
     """deploy/stack.yml on a single-node swarm made for this run (and left after it).
     Players reach the service through one published (ingress) port on 127.0.0.1;
-    sessions are listed inside each task with `minotaur sessions`."""
+    sessions are listed inside each task with `minotaur sessions`. Upgrade and kill
+    only: the tasks' own ports are not reachable from here."""
 
     name = "swarm"
+    faults = False
     STACK = "mte2e"
     SERVICE = "mte2e_minotaur"
+    PG_SERVICE = "mte2e_postgres"
 
     def __init__(self, images):
         # By image ID: a task's image given by tag is pulled first (and the pull fails
@@ -214,9 +287,10 @@ class Swarm:
         self.deployed = False
         self.nodes = []
 
-    def tasks(self):
+    def tasks(self, service=None):
         """Running containers of the service (container id -> task name)."""
-        out = sh("docker", "ps", "--filter", f"label=com.docker.swarm.service.name={self.SERVICE}",
+        out = sh("docker", "ps", "--filter",
+                 f"label=com.docker.swarm.service.name={service or self.SERVICE}",
                  "--format", '{{.ID}} {{.Label "com.docker.swarm.task.name"}} {{.Image}}')
         return [line.split() for line in out.splitlines() if line.strip()]
 
@@ -231,24 +305,29 @@ class Swarm:
         sh("docker", "swarm", "init", "--advertise-addr", "127.0.0.1")
         self.joined = True
         env = dict(os.environ, MINOTAUR_IMAGE=self.images["v1"], MINOTAUR_ADMIN_TOKEN=TOKEN,
-                   MINOTAUR_PORT=str(self.port))
+                   MINOTAUR_POSTGRES_IMAGE=self.images["pg"],
+                   POSTGRES_PASSWORD=secrets.token_hex(16), MINOTAUR_PORT=str(self.port))
         self.deployed = True
         sh("docker", "stack", "deploy", "--resolve-image", "never", "-c",
            f"{ROOT}/deploy/stack.yml", self.STACK, env=env)
         wait_until("3 healthy v1 tasks", lambda: len(self.tasks()) == 3 and all(
             self.healthy(t[0]) for t in self.tasks()), 120)
-        wait_until("cluster of 3 through the ingress", lambda: len(json.loads(
-            http(self.port, "/api/cluster")[1])["members"]) == 3, 60)
+        wait_until("cluster of 3 through the ingress",
+                   lambda: len(serving_members(self.port)) == 3, 60)
+        self.nodes = [Node(task, cid, None) for cid, task, _ in self.tasks()]
 
     def urls(self):
         return [f"ws://127.0.0.1:{self.port}/ws"]
 
-    def sessions(self):
+    def sessions(self, nodes=None):
         out = {}
         for cid, task, _ in self.tasks():
             table = sh("docker", "exec", cid, "/minotaur", "sessions")
             out[task] = {line.split()[0] for line in table.splitlines()[1:] if line.strip()}
         return out
+
+    def directory(self):
+        return None  # node ids are not task names here: not compared
 
     async def upgrade(self, on_step):
         # One `docker service update`; Swarm replaces the tasks one at a time,
@@ -279,33 +358,30 @@ class Swarm:
         await await_until("3 healthy v2 tasks", lambda: len(self.tasks()) == 3 and all(
             img == self.images["v2"] and self.healthy(cid) for cid, _, img in self.tasks()), 120)
         log(f"swarm: service updated in {time.monotonic() - t0:.1f}s")
+        self.nodes = [Node(task, cid, None) for cid, task, _ in self.tasks()]
         while seen < 3:
             seen += 1
             yield
 
-    def replicas(self):
-        return None  # not visible from outside the tasks without the (unreachable) HTTP port
-
-    def kill_one(self):
-        cid, task, _ = self.tasks()[0]
-        sh("docker", "kill", cid)
-        return task
-
-    def members(self):
-        return None
+    def kill(self, node):
+        sh("docker", "kill", node.container)
+        self.nodes.remove(node)
 
     def down(self, keep_logs=False):
         if self.deployed:
             sh("docker", "stack", "rm", self.STACK, check=False)
-            wait_until("stack removed", lambda: not self.tasks() and not sh(
-                "docker", "network", "ls", "-q", "--filter", f"name={self.STACK}_"), 60)
+            wait_until("stack removed", lambda: not self.tasks() and not self.tasks(
+                self.PG_SERVICE) and not sh("docker", "network", "ls", "-q", "--filter",
+                                            f"name={self.STACK}_"), 60)
+            sh("docker", "volume", "rm", f"{self.STACK}_postgres-data", check=False)
         if self.joined:
             sh("docker", "swarm", "leave", "--force", check=False)
         # A leave can leave task containers behind (seen on this engine): ours by label.
-        left = sh("docker", "ps", "-aq", "--filter",
-                  f"label=com.docker.swarm.service.name={self.SERVICE}", check=False)
-        for cid in left.split():
-            sh("docker", "rm", "-f", "-v", cid, check=False)
+        for service in (self.SERVICE, self.PG_SERVICE):
+            left = sh("docker", "ps", "-aq", "--filter",
+                      f"label=com.docker.swarm.service.name={service}", check=False)
+            for cid in left.split():
+                sh("docker", "rm", "-f", "-v", cid, check=False)
 
 
 # ---- the scenario -------------------------------------------------------------------
@@ -314,28 +390,32 @@ class Swarm:
 async def scenario(cluster):
     botmod.PHASE[0] = "setup"
     cluster.up()
-    log(f"[{cluster.name}] cluster of 3 v1 nodes ready")
+    log(f"[{cluster.name}] PostgreSQL and a cluster of 3 v1 nodes ready")
 
     urls = cluster.urls()
-    bots, games = [], []
-    for i in range(N_TTT):
-        a = Bot(f"t{i}a", urls, "tictactoe")
-        await a.connect(urls[i % len(urls)])
-        await a.send({"type": "create", "game": "tictactoe"})
-        created = await a.recv(lambda m: m.get("type") == "created")
-        await a.ws.close()
-        await a.join(created["session"])
-        b = Bot(f"t{i}b", urls, "tictactoe")
-        await b.join(created["session"])
-        bots += [a, b]
-        games.append((a, b))
+    bots, games = [], {g: [] for g in GROUPS}
+    for g in GROUPS:
+        for i in range(TTT_PER_GROUP):
+            a = Bot(f"{g}{i}a", urls, "tictactoe")
+            await a.connect(urls[len(bots) // 2 % len(urls)])
+            await a.send({"type": "create", "game": "tictactoe"})
+            created = await a.recv(lambda m: m.get("type") == "created")
+            await a.ws.close()
+            await a.join(created["session"])
+            b = Bot(f"{g}{i}b", urls, "tictactoe")
+            await b.join(created["session"])
+            bots += [a, b]
+            games[g].append((a, b))
     for i in range(N_ARENA):
         bot = Bot(f"a{i}", urls, "arena")
         await bot.join()
         bots.append(bot)
-    ttt = [b for g in games for b in g]
+    ttt = [b for b in bots if b.game == "tictactoe"]
+    arena = [b for b in bots if b.game == "arena"]
+    group = {g: [b for pair in games[g] for b in pair] for g in GROUPS}
     stop = asyncio.Event()
     tasks = [asyncio.create_task(b.play(stop)) for b in bots]
+    report = {"scenario": cluster.name}
 
     def check_tasks():
         for t in tasks:
@@ -350,17 +430,21 @@ async def scenario(cluster):
                 raise TimeoutError(f"timed out waiting for {what}")
             await asyncio.sleep(0.1)  # polling interval of a condition with a deadline
 
-    def budget(n):
-        for b in ttt:
+    def budget(bs, n):
+        for b in bs:
             b.move_budget = n
 
-    def acked_moves_lost():
-        return {b.name: b.marks_ok() for b in ttt if b.marks_ok()}
+    def seated(bs):
+        return all(not b.resuming and not b.url_hint for b in bs)
 
-    # Every tic-tac-toe player makes its first move before the upgrade.
-    budget(1)
+    def set_urls():
+        for b in bots:
+            b.urls[:] = cluster.urls()
+
+    # Every tic-tac-toe player makes its first move before the faults begin.
+    budget(ttt, 1)
     await wait_bots("first tic-tac-toe moves", lambda: all(len(b.acked_cells) >= 1 for b in ttt))
-    await wait_bots("arena acks", lambda: all(b.acked >= 5 for b in bots if b.game == "arena"))
+    await wait_bots("arena acks", lambda: all(b.acked >= 5 for b in arena))
     before_map = await asyncio.to_thread(cluster.sessions)
     before = set().union(*before_map.values())
     want = {b.session for b in bots}
@@ -368,76 +452,182 @@ async def scenario(cluster):
     log(f"[{cluster.name}] {len(bots)} bots in {len(before)} sessions "
         f"({', '.join(f'{k}: {len(v)}' for k, v in sorted(before_map.items()))})")
 
-    # Rolling upgrade. The second tic-tac-toe move is allowed once the first new node
-    # is ready, so those moves race the first drain.
+    async def settled(phase, timeout=30):
+        """The invariants after a phase: the same sessions, each served by exactly one
+        node, which the directory in PostgreSQL names as its owner; every acknowledged
+        tic-tac-toe move on its board. Returns the sessions per node."""
+        state = {}
+
+        def check():
+            m = cluster.sessions()
+            state["map"] = m
+            served = [s for ss in m.values() for s in ss]
+            state["twice"] = sorted({s for s in served if served.count(s) > 1})
+            state["set"] = set(served)
+            if state["twice"] or state["set"] != before:
+                return False
+            d = cluster.directory()
+            if d is None:
+                return True
+            owner_of = {s: n for n, ss in m.items() for s in ss}
+            state["disagree"] = {s: (d.get(s), owner_of[s]) for s in before
+                                 if d.get(s) != owner_of[s]}
+            return not state["disagree"]
+        try:
+            await await_until(f"{phase}: sessions settled", check, timeout)
+        except TimeoutError:
+            got = state.get("set", set())
+            raise AssertionError(
+                f"after {phase}: lost {sorted(before - got)}, new {sorted(got - before)}, "
+                f"served by two nodes {state.get('twice')}, directory owner != serving node "
+                f"{state.get('disagree')}; per node: {state.get('map')}")
+        lost = {b.name: b.marks_ok() for b in ttt if b.marks_ok()}
+        assert not lost, f"acknowledged moves missing from the board after {phase}: {lost}"
+        ended = [b.name for b in bots if b.ended]
+        assert not ended, f"games ended before the finish ({phase}): {ended}"
+        return state["map"]
+
+    def busiest(sessions_map, bs):
+        """The node serving the most of these bots' sessions (then the most sessions)."""
+        mine = {b.session for b in bs}
+        return max(cluster.nodes, key=lambda n: (len(sessions_map.get(n.id, set()) & mine),
+                                                 len(sessions_map.get(n.id, set()))))
+
+    # ---- upgrade: v1 -> v2, node by node. The "upgrade" group's second moves are
+    # allowed once the first new node is ready, so they race the first drain.
     botmod.PHASE[0] = "upgrade"
     t_up = time.monotonic()
 
     async def on_step(i):
         check_tasks()
         if i == 0:
-            budget(2)
+            budget(group["upgrade"], 2)
 
     async for _ in cluster.upgrade(on_step):
         check_tasks()
-        for b in bots:
-            b.urls[:] = cluster.urls()
+        set_urls()
     up_took = time.monotonic() - t_up
     botmod.PHASE[0] = "after-upgrade"
-    await wait_bots("every bot on a v2 node, every second move acked", lambda: all(
-        b.version == "e2e-v2" and not b.resuming and not b.url_hint for b in bots) and all(
-        len(b.acked_cells) >= 2 for b in ttt), 60)
-    after_map = await asyncio.to_thread(cluster.sessions)
-    after = set().union(*after_map.values())
-    ended = [b.name for b in bots if b.ended]
-    assert not ended, f"games ended during the upgrade: {ended}"
-    assert after == before, (f"sessions changed in the upgrade: lost {sorted(before - after)}, "
-                             f"new {sorted(after - before)}")
-    lost = acked_moves_lost()
-    assert not lost, f"acknowledged moves missing from the board after the upgrade: {lost}"
-    upgrade = {
-        "phase": "rolling upgrade", "took_s": round(up_took, 1),
-        "sessions_before": len(before), "sessions_after": len(after),
-        "sessions_same_ids": after == before,
-        "acked_inputs": sum(b.acked for b in bots),
-        "acked_moves_checked": sum(len(b.acked_cells) for b in ttt),
+    await wait_bots("every bot on a v2 node, the upgrade group's second moves acked", lambda: all(
+        b.version == "e2e-v2" for b in bots) and seated(bots) and all(
+        len(b.acked_cells) >= 2 for b in group["upgrade"]), 60)
+    after_map = await settled("the upgrade")
+    report["upgrade"] = {
+        "took_s": round(up_took, 1), "sessions": len(before),
         "redirects": sum(b.redirects for b in bots),
         "reconnects": sum(b.reconnects for b in bots),
         "pause_s": pauses(bots, "upgrade"),
     }
-    log(f"[{cluster.name}] " + json.dumps(upgrade))
+    log(f"[{cluster.name}] upgrade: " + json.dumps(report["upgrade"]))
 
-    # Before a crash can be survived, every session must have a replica on another
-    # node (replication factor 1), also the idle ones whose replica was on a node
-    # the upgrade replaced.
-    def unreplicated():
-        held = cluster.replicas()
-        if held is None:
-            return set()
-        owners = cluster.sessions()
-        return {s: owner for owner, ss in owners.items() for s in ss
-                if not any(s in r for node, r in held.items() if node != owner)}
-    try:
-        await await_until("a replica of every session on another node",
-                          lambda: not unreplicated(), 15)
-    except TimeoutError:
-        missing = await asyncio.to_thread(unreplicated)
-        idle = {b.session for b in ttt}
-        raise AssertionError(
-            f"{len(missing)} sessions have no replica on any other node after the upgrade "
-            f"(session -> owner): {missing}; idle tic-tac-toe sessions among them: "
-            f"{sorted(set(missing) & idle)}; membership as each node sees it: "
-            f"{await asyncio.to_thread(cluster.members)}")
+    if cluster.faults:
+        # ---- pause: freeze the busiest node past its lease, then thaw it.
+        botmod.PHASE[0] = "pause"
+        victim = busiest(after_map, group["pause"])
+        victim_sessions = after_map[victim.id]
+        others = [n for n in cluster.nodes if n is not victim]
+        reconnects = {b.name: b.reconnects for b in bots}
+        budget(group["pause"], 2)
+        t0 = time.monotonic()
+        await asyncio.to_thread(cluster.pause, victim)
+        try:
+            await await_until("the paused node's sessions served by the others", lambda:
+                              victim_sessions <= set().union(*cluster.sessions(others).values()), 30)
+        except TimeoutError:
+            served = set().union(*cluster.sessions(others).values())
+            raise AssertionError(f"{len(victim_sessions - served)} of {len(victim_sessions)} "
+                                 f"sessions of the paused node {victim} not taken over while it "
+                                 f"was paused: {sorted(victim_sessions - served)}")
+        pause_takeover = time.monotonic() - t0
+        # The fault lasts PAUSE_S in all (its duration, not a synchronisation point).
+        await asyncio.sleep(max(0.0, PAUSE_S - (time.monotonic() - t0)))
+        await asyncio.to_thread(cluster.unpause, victim)
+        paused_for = time.monotonic() - t0
+        acks = {b.name: b.acked for b in arena}
+        botmod.PHASE[0] = "after-pause"
+        await await_until(f"{victim} ready again after the unpause", lambda: cluster.ready(victim), 30)
+        back = time.monotonic() - t0
+        hit = [b for b in bots if b.session in victim_sessions]
+        await wait_bots("every bot seated and every arena player acked after the unpause, "
+                        "the pause group's second moves acked", lambda: seated(bots) and all(
+                            b.acked > acks[b.name] for b in arena) and all(
+                            len(b.acked_cells) >= 2 for b in group["pause"]), 60)
+        pause_map = await settled("the pause")
+        report["pause"] = {
+            "node": victim.id, "node_sessions": len(victim_sessions),
+            "paused_s": round(paused_for, 2), "takeover_s": round(pause_takeover, 2),
+            "node_ready_again_s": round(back, 2),
+            "players_hit": len(hit),
+            "players_hit_reconnected": sum(1 for b in hit if b.reconnects > reconnects[b.name]),
+            "sessions_on_paused_node_after": len(pause_map.get(victim.id, ())),
+            "pause_s": pauses(bots, "pause"), "pause_after_s": pauses(bots, "after-pause"),
+        }
+        log(f"[{cluster.name}] pause: " + json.dumps(report["pause"]))
 
-    # Crash one node: its sessions must come back on the others.
+        # ---- pg: restart PostgreSQL under load: a pause, nothing acknowledged lost.
+        botmod.PHASE[0] = "pg"
+        owners = await asyncio.to_thread(cluster.directory)
+        budget(group["pg"], 2)
+        t0 = time.monotonic()
+        await asyncio.to_thread(cluster.pg_stop)
+        t_down = time.monotonic()
+        botmod.PHASE[0] = "pg-down"
+        unready = {}
+
+        def all_unready():
+            for n in cluster.nodes:
+                if n.id not in unready and status(n.port, "/readyz") == 503:
+                    unready[n.id] = round(time.monotonic() - t_down, 2)
+            return len(unready) == len(cluster.nodes)
+        try:
+            await await_until("every node not ready while PostgreSQL is down", all_unready, 20, 0.05)
+        except TimeoutError:
+            raise AssertionError(f"with PostgreSQL stopped, only {sorted(unready)} answered "
+                                 f"503 on /readyz within 20 s")
+        t_start = time.monotonic()
+        await asyncio.to_thread(cluster.pg_start)
+        botmod.PHASE[0] = "pg"
+        await await_until("PostgreSQL healthy", cluster.pg_healthy, 60)
+        t_healthy = time.monotonic()
+        await await_until("every node ready again", lambda: all(
+            cluster.ready(n) for n in cluster.nodes), 60, 0.05)
+        t_ready = time.monotonic()
+        acks = {b.name: b.acked for b in arena}
+        await wait_bots("every bot seated and every arena player acked after the restart, "
+                        "the pg group's second moves acked", lambda: seated(bots) and all(
+                            b.acked > acks[b.name] for b in arena) and all(
+                            len(b.acked_cells) >= 2 for b in group["pg"]), 60)
+        t_acks = time.monotonic()
+        # An ack in flight when the server stopped may arrive just after `docker stop`
+        # returned; anything later and before the start was acked without the database.
+        acked_down = sum(1 for b in bots for t in b.ack_times if t_down + 0.3 < t < t_start)
+        pg_map = await settled("the PostgreSQL restart")
+        moved = sum(1 for n, ss in pg_map.items() for s in ss if owners.get(s) != n)
+        report["pg_restart"] = {
+            "stop_s": round(t_down - t0, 2), "down_s": round(t_start - t_down, 2),
+            "nodes_unready_after_s": unready,
+            "healthy_after_start_s": round(t_healthy - t_start, 2),
+            "nodes_ready_after_start_s": round(t_ready - t_start, 2),
+            "acks_while_down": acked_down, "sessions_changed_owner": moved,
+            "pause_s": pauses(bots, "pg"),
+            "all_acking_after_start_s": round(t_acks - t_start, 2),
+        }
+        log(f"[{cluster.name}] pg restart: " + json.dumps(report["pg_restart"]))
+        assert acked_down == 0, f"{acked_down} inputs acknowledged while PostgreSQL was down"
+        kill_map = pg_map
+    else:
+        kill_map = after_map
+
+    # ---- kill: crash the busiest node; its sessions must come back on the others.
     botmod.PHASE[0] = "kill"
+    victim = busiest(kill_map, group["kill"]) if cluster.faults else cluster.nodes[0]
+    victim_sessions = kill_map[victim.id]
     reconnects = {b.name: b.reconnects for b in bots}
-    victim = await asyncio.to_thread(cluster.kill_one)
-    victim_sessions = after_map[victim]
-    hit = [b for b in bots if b.session in victim_sessions]
+    budget(group["kill"], 2)
     t0 = time.monotonic()
-    for b in bots:
-        b.urls[:] = cluster.urls()
+    await asyncio.to_thread(cluster.kill, victim)
+    hit = [b for b in bots if b.session in victim_sessions]
+    set_urls()
 
     def served():
         return set().union(*cluster.sessions().values())
@@ -449,18 +639,18 @@ async def scenario(cluster):
         raise AssertionError(f"{len(missing)} of {len(victim_sessions)} sessions of the "
                              f"killed node never came back: {sorted(missing)}")
     takeover = time.monotonic() - t0
-    await wait_bots("the killed node's players seated again", lambda: all(
-        b.reconnects > reconnects[b.name] and not b.resuming and not b.url_hint
-        for b in hit), 60)
-    after_kill = await asyncio.to_thread(served)
-    assert after_kill == before, (f"sessions changed in the takeover: lost "
-                                  f"{sorted(before - after_kill)}, new {sorted(after_kill - before)}")
-    lost = acked_moves_lost()
-    assert not lost, f"acknowledged moves missing from the board after the takeover: {lost}"
+    await wait_bots("the killed node's players seated again, the kill group's second moves "
+                    "acked", lambda: all(b.reconnects > reconnects[b.name] for b in hit) and seated(
+                        bots) and all(len(b.acked_cells) >= 2 for b in group["kill"]), 60)
+    await settled("the takeover")
+    report["kill"] = {"node": victim.id, "node_sessions": len(victim_sessions),
+                      "players_hit": len(hit), "takeover_s": round(takeover, 2),
+                      "pause_s": pauses(bots, "kill")}
+    log(f"[{cluster.name}] kill: " + json.dumps(report["kill"]))
 
-    # The games go on to their end on the upgraded cluster.
+    # ---- finish: the games go on to their end on the remaining nodes.
     botmod.PHASE[0] = "finish"
-    budget(9)
+    budget(ttt, 9)
     await wait_bots("tic-tac-toe games over", lambda: all(b.ended for b in ttt), 90)
     stop.set()
     await asyncio.gather(*tasks)
@@ -475,10 +665,8 @@ async def scenario(cluster):
         for k, v in b.resume_retries.items():
             retries[k] = retries.get(k, 0) + v
     versions = set().union(*[set(b.versions) for b in bots])
-    summary = {
-        "scenario": cluster.name,
-        "sessions_before": len(before), "sessions_after_upgrade": len(after),
-        "sessions_after_kill": len(after_kill),
+    report.update({
+        "sessions": len(before),
         "acked_inputs": sum(b.acked for b in bots),
         "acked_moves_checked": sum(len(b.acked_cells) for b in ttt),
         "redirects": sum(b.redirects for b in bots),
@@ -486,21 +674,16 @@ async def scenario(cluster):
         "resume_retries": retries,
         "errors_by_phase": errors,
         "versions_seen": sorted(v for v in versions if v),
-        "upgrade_s": round(up_took, 1),
-        "pause_upgrade_s": pauses(bots, "upgrade"),
-        "pause_kill_s": pauses(bots, "kill"),
-        "takeover_s": round(takeover, 2),
-        "killed_node_sessions": len(victim_sessions),
-    }
-    log(json.dumps(summary, indent=1))
+    })
+    log(json.dumps(report, indent=1))
     details = [(b.name, e) for b in bots for e in b.error_log if e[1] != "session_ended"]
     if details:
         log(f"[{cluster.name}] error frames: {details}")
 
 
 def main():
-    kind, v1, v2 = sys.argv[1], sys.argv[2], sys.argv[3]
-    cluster = {"compose": Compose, "swarm": Swarm}[kind]({"v1": v1, "v2": v2})
+    kind, v1, v2, pg = sys.argv[1:5]
+    cluster = {"compose": Compose, "swarm": Swarm}[kind]({"v1": v1, "v2": v2, "pg": pg})
     ok = False
     try:
         asyncio.run(scenario(cluster))
