@@ -102,6 +102,8 @@ pub fn spawn(
         ticker: Ticker::new(info.tick_hz),
         ended: false,
         moved_to: None,
+        owned_elsewhere: false,
+        registered: false,
         pending: Vec::new(),
         status: status_tx,
         doc,
@@ -189,6 +191,12 @@ struct Actor {
     /// Where the session went, once handed over or taken over elsewhere: inputs still
     /// queued here are answered with `moved` to it, not `session_ended`.
     moved_to: Option<String>,
+    /// Another node owns the session now (handed over or fenced): stopping here must not
+    /// delete it from the store.
+    owned_elsewhere: bool,
+    /// The session is in the cluster's directory (always, alone): a new session enters
+    /// it before its first write.
+    registered: bool,
     pending: Vec<Deferred>,
     status: watch::Sender<SessionStatus>,
     /// The session document: meta, seats and the last good state.
@@ -243,7 +251,9 @@ impl Actor {
             self.after_batch(stop).await;
         }
         self.status.send_modify(|s| s.ended = true);
-        if self.ended {
+        if self.owned_elsewhere {
+            // Nothing to write: the new owner has the session of record.
+        } else if self.ended {
             self.forget().await;
         } else if let Err(e) = self.commit().await {
             // Every handle is gone without a `Shutdown`: last chance to persist.
@@ -326,6 +336,7 @@ impl Actor {
         }
         // Pending replies are dropped unanswered: nothing of this copy is acknowledged.
         self.pending.clear();
+        self.owned_elsewhere = true;
         self.ended = true;
     }
 
@@ -723,6 +734,15 @@ impl Actor {
                 durable::Planned::Nothing => Ok(()),
             }
         };
+        if matches!(durable, Err(super::persist::PersistError::Fenced)) {
+            // Taken over while this batch ran: nothing of it is acknowledged here.
+            let url = match self.persist.gate.clone() {
+                Some(gate) => gate.locate(&self.id).await,
+                None => None,
+            };
+            self.fenced(url).await;
+            return;
+        }
         let hand_off = self
             .pending
             .iter()
@@ -776,8 +796,9 @@ impl Actor {
             for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
                 conn.send(msg.clone());
             }
-            tracing::info!(session = %self.id, "session handed over; stopping here");
-            // Stops the loop; `forget` drops it from this node's store.
+            tracing::info!(session = %self.id, epoch = self.epoch, "session handed over; stopping here");
+            // Stops the loop; the new owner has the session of record.
+            self.owned_elsewhere = true;
             self.ended = true;
         }
     }

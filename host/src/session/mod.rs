@@ -28,6 +28,8 @@ pub use registry::Registry;
 #[derive(Clone)]
 pub struct Persist {
     pub writer: StoreWriter,
+    /// Modules and game records (the embedded store, or the cluster database).
+    pub records: crate::records::Records,
     /// Written as `meta.owner_node`.
     pub node_id: Arc<str>,
     /// A guest snapshot larger than this is a guest failure (`snapshot_too_large`).
