@@ -122,13 +122,13 @@ class Bot:
             self.error_log.append((PHASE[0], code, msg.get("message")))
             self.pending.pop(msg.get("seq"), None)
 
-    async def join(self, session=None):
+    async def join(self, session=None, url=None):
+        """Take a seat (in `session`, else quick-match), first asking `url` (else any node)."""
         msg = {"type": "join", "name": self.name}
         if session:
             msg["session"] = session
         else:
             msg["game"] = self.game
-        url = None
         for _ in range(8):  # follow `moved` redirects to the node that serves the session
             await self.connect(url)
             await self.send(msg)

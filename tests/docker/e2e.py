@@ -397,11 +397,14 @@ async def scenario(cluster):
     for g in GROUPS:
         for i in range(TTT_PER_GROUP):
             a = Bot(f"{g}{i}a", urls, "tictactoe")
-            await a.connect(urls[len(bots) // 2 % len(urls)])
+            at = urls[len(bots) // 2 % len(urls)]
+            await a.connect(at)
             await a.send({"type": "create", "game": "tictactoe"})
             created = await a.recv(lambda m: m.get("type") == "created")
             await a.ws.close()
-            await a.join(created["session"])
+            # The creator joins on the node that made the session (until its first seat
+            # it is known there only); the second player on any node (`moved` to it).
+            await a.join(created["session"], at)
             b = Bot(f"{g}{i}b", urls, "tictactoe")
             await b.join(created["session"])
             bots += [a, b]
