@@ -227,6 +227,10 @@ impl Actor {
         tracing::info!(session = %self.id, game = %self.game.name, "session started");
         crate::metrics::session_started(&self.game.name);
         let mut stop = false;
+        // In a cluster, an idle session learns here that it was taken over elsewhere (the
+        // node was away past its lease): it sends its players on and stops at once instead
+        // of lingering as a stale copy until its next batch.
+        let mut gate_changes = self.persist.gate.as_ref().map(|g| g.subscribe());
         while !stop && !self.ended {
             let due = self.persist_due;
             let first = tokio::select! {
@@ -236,6 +240,15 @@ impl Actor {
                 },
                 () = self.ticker.wait() => Work::Tick,
                 () = sleep_until_due(due), if due.is_some() => Work::Flush,
+                () = gate_changed(&mut gate_changes) => {
+                    let lost = self.persist.gate.as_ref().is_some_and(|g| {
+                        matches!(g.check(&self.id, self.epoch), Admission::Lost)
+                    });
+                    if lost && !self.admitted().await {
+                        break;
+                    }
+                    continue;
+                }
             };
             if !self.admitted().await {
                 break;
@@ -802,6 +815,16 @@ impl Actor {
             self.ended = true;
         }
     }
+}
+
+/// The cluster gate's next change (never, alone or once the gate is gone).
+async fn gate_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Waits until `due` (never, for `None`; the loop only polls it when `Some`).
