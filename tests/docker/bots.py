@@ -56,7 +56,7 @@ class Bot:
         self.ack_times = []  # time.monotonic() of every ack
         self.errors = {}  # code -> count, all phases
         self.error_log = []  # (phase, where, code, message), for the report
-        self.resume_retries = {}  # why a resume attempt was retried -> count
+        self.resume_retries = {}  # (phase, why a resume attempt was retried) -> count
         self.moves = 0
         self.move_budget = 0
         self.redirects = 0
@@ -79,7 +79,7 @@ class Bot:
                 welcome = json.loads(await asyncio.wait_for(self.ws.recv(), 5))
                 self.version = welcome.get("version")
                 self.versions.add(self.version)
-                return
+                return u
             except Exception as e:  # try the next node
                 last = e
         raise RuntimeError(f"{self.name}: no node reachable: {last}")
@@ -144,8 +144,9 @@ class Bot:
     async def resume(self):
         """Get the seat back after a drop or a `moved`, on any node.
 
-        Retries are explicit and counted by cause (`resume_retries`): `moved` (sent
-        on to the owner), `bad_token` (no node serves the session right now: the
+        Retries are explicit and counted by phase and cause (`resume_retries`): `moved`
+        (sent on to the owner; `moved_to_unreachable` also counts the redirects to an
+        address that did not answer), `bad_token` (no node serves the session right now: the
         takeover window after a crash, docs/PROTOCOL.md), `unreachable` (no node
         answered) and any other error code."""
         self.reconnects += 1
@@ -155,7 +156,11 @@ class Bot:
         while time.monotonic() < end:
             why = None
             try:
-                await self.connect(hint)
+                used = await self.connect(hint)
+                if hint and loopback(hint) and used != hint:
+                    # Sent to a node that does not answer (a dead owner's address).
+                    key = (PHASE[0], "moved_to_unreachable")
+                    self.resume_retries[key] = self.resume_retries.get(key, 0) + 1
                 await self.send({"type": "resume", "token": self.token})
                 m = await self.recv(lambda m: m.get("type") in ("joined", "moved", "error"), 10)
                 if m["type"] == "joined":
@@ -173,7 +178,8 @@ class Bot:
             except Exception:
                 hint = None
                 why = "unreachable"
-            self.resume_retries[why] = self.resume_retries.get(why, 0) + 1
+            key = (PHASE[0], why)
+            self.resume_retries[key] = self.resume_retries.get(key, 0) + 1
             if why != "moved":
                 await asyncio.sleep(0.2)  # back-off between reconnect attempts, not a sync point
         raise RuntimeError(f"{self.name}: could not resume")

@@ -117,10 +117,11 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def pauses(bots, phase):
-    """Per arena session, the longest gap between two acks during `phase`."""
-    per = [max(g for ph, g in b.gaps if ph == phase) for b in bots
-           if b.game == "arena" and any(ph == phase for ph, _ in b.gaps)]
+def pauses(bots, *phases):
+    """Per arena player, the longest gap between two acks, of the gaps that ended during
+    one of `phases`."""
+    per = [max(g for ph, g in b.gaps if ph in phases) for b in bots
+           if b.game == "arena" and any(ph in phases for ph, _ in b.gaps)]
     return {"n": len(per), "p50": round(pct(per, 50), 3), "p99": round(pct(per, 99), 3),
             "max": round(max(per or [0]), 3)}
 
@@ -519,7 +520,7 @@ async def scenario(cluster):
         "took_s": round(up_took, 1), "sessions": len(before),
         "redirects": sum(b.redirects for b in bots),
         "reconnects": sum(b.reconnects for b in bots),
-        "pause_s": pauses(bots, "upgrade"),
+        "pause_s": pauses(bots, "upgrade", "after-upgrade"),
     }
     log(f"[{cluster.name}] upgrade: " + json.dumps(report["upgrade"]))
 
@@ -563,7 +564,7 @@ async def scenario(cluster):
             "players_hit": len(hit),
             "players_hit_reconnected": sum(1 for b in hit if b.reconnects > reconnects[b.name]),
             "sessions_on_paused_node_after": len(pause_map.get(victim.id, ())),
-            "pause_s": pauses(bots, "pause"), "pause_after_s": pauses(bots, "after-pause"),
+            "pause_s": pauses(bots, "pause", "after-pause"),
         }
         log(f"[{cluster.name}] pause: " + json.dumps(report["pause"]))
 
@@ -612,7 +613,7 @@ async def scenario(cluster):
             "healthy_after_start_s": round(t_healthy - t_start, 2),
             "nodes_ready_after_start_s": round(t_ready - t_start, 2),
             "acks_while_down": acked_down, "sessions_changed_owner": moved,
-            "pause_s": pauses(bots, "pg"),
+            "pause_s": pauses(bots, "pg", "pg-down"),
             "all_acking_after_start_s": round(t_acks - t_start, 2),
         }
         log(f"[{cluster.name}] pg restart: " + json.dumps(report["pg_restart"]))
@@ -663,10 +664,11 @@ async def scenario(cluster):
         for phase, code, _ in b.error_log:
             errors.setdefault(phase, {}).setdefault(code, 0)
             errors[phase][code] += 1
-    retries = {}
+    retries = {}  # phase -> why -> count
     for b in bots:
-        for k, v in b.resume_retries.items():
-            retries[k] = retries.get(k, 0) + v
+        for (phase, why), v in b.resume_retries.items():
+            retries.setdefault(phase, {}).setdefault(why, 0)
+            retries[phase][why] += v
     versions = set().union(*[set(b.versions) for b in bots])
     report.update({
         "sessions": len(before),
@@ -674,7 +676,7 @@ async def scenario(cluster):
         "acked_moves_checked": sum(len(b.acked_cells) for b in ttt),
         "redirects": sum(b.redirects for b in bots),
         "reconnects": sum(b.reconnects for b in bots),
-        "resume_retries": retries,
+        "resume_retries_by_phase": retries,
         "errors_by_phase": errors,
         "versions_seen": sorted(v for v in versions if v),
     })
