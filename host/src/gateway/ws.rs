@@ -34,6 +34,9 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 mod close {
     pub const GOING_AWAY: u16 = 1001;
+    /// RFC 6455 §7.4.1: data inconsistent with the message type (a text frame
+    /// that is not UTF-8).
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
 }
@@ -43,6 +46,14 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| Connection::run(app, socket))
+}
+
+/// A read failed because a text frame (or a close reason) is not UTF-8: the
+/// websocket layer validates it before we see the frame.
+fn is_invalid_utf8(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Utf8(_)))
 }
 
 /// Which seat this connection holds.
@@ -107,6 +118,13 @@ impl Connection {
                     Some(Ok(Message::Binary(b))) => conn.on_frame(&b, Encoding::MsgPack).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
                     Some(Ok(Message::Close(_))) | None => break,
+                    // The websocket layer checks text frames itself and fails
+                    // the read; the connection is still writable, so the client
+                    // is told why (RFC 6455 §8.1) instead of losing the socket.
+                    Some(Err(e)) if is_invalid_utf8(&e) => {
+                        tracing::debug!(conn = conn.out.conn_id, error = %e, "text frame not UTF-8");
+                        Flow::Close(close::INVALID_DATA, "text frame is not valid UTF-8")
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(conn = conn.out.conn_id, error = %e, "websocket error");
                         break;
