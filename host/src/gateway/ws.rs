@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, Notify};
 use super::AppState;
 use crate::{
     protocol::{
-        decode_client, encode_server, value_to_msgpack, ClientMsg, Encoding, ErrorCode, ServerMsg,
-        PROTOCOL_VERSION,
+        decode_client, encode_server, peek_input_seq, value_to_msgpack, ClientMsg, Encoding,
+        ErrorCode, ServerMsg, PROTOCOL_VERSION,
     },
     ratelimit::{RateLimiter, Verdict},
     session::{token_session, Joined, Outbound, PlayerId, SessionError, SessionHandle, TokenHash},
@@ -241,28 +241,29 @@ impl Connection {
             let _ = self.error(ErrorCode::FrameTooLarge, msg, None).await;
             return Flow::Close(close::TOO_BIG, "frame too large");
         }
-        let msg = match decode_client(frame, enc) {
-            Ok(m) => m,
-            Err(e) => return self.error(e.code(), e.to_string(), None).await,
-        };
-        let seq = match &msg {
-            ClientMsg::Input { seq, .. } => *seq,
-            _ => None,
-        };
+        // Every frame is charged before it is decoded, so undecodable ones
+        // count too (and a dropped frame costs no full decode): the answer to
+        // a dropped input still names its `seq`.
         match self.limiter.check(Instant::now()) {
             Verdict::Allow => {}
             Verdict::Drop => {
+                let seq = peek_input_seq(frame, enc);
                 return self
                     .error(ErrorCode::RateLimited, "too many messages; dropped", seq)
-                    .await
+                    .await;
             }
             Verdict::Close => {
+                let seq = peek_input_seq(frame, enc);
                 let _ = self
                     .error(ErrorCode::RateLimited, "sustained flooding; closing", seq)
                     .await;
                 return Flow::Close(close::POLICY, "rate limit");
             }
         }
+        let msg = match decode_client(frame, enc) {
+            Ok(m) => m,
+            Err(e) => return self.error(e.code(), e.to_string(), None).await,
+        };
         self.on_message(msg).await
     }
 

@@ -240,3 +240,63 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
     o.input_ok(json!({"cell": 0}), 1).await;
     x.input_ok(json!({"cell": 8}), 2).await;
 }
+
+/// Every frame is charged to the rate limit before it is decoded: a flood of
+/// frames that do not even decode is limited like any other.
+#[tokio::test]
+async fn a_flood_of_undecodable_frames_is_rate_limited_then_closed() {
+    // No refill: exactly the burst passes, whatever the timing.
+    let node = TestNode::start(&[
+        "--rate-per-sec",
+        "0",
+        "--rate-burst",
+        "10",
+        "--rate-abuse-limit",
+        "20",
+    ]);
+    let mut c = node.client().await;
+    let mut b = Client::connect(&node, Enc::MsgPack).await;
+    // 10 pass (and are refused as bad frames), 20 are dropped, the 31st closes.
+    for i in 0..31 {
+        if i % 2 == 0 {
+            c.send_text("{this is not json").await;
+        } else {
+            c.send_text(r#"{"type": "dance"}"#).await;
+        }
+    }
+    let mut answers = Vec::new();
+    for _ in 0..31 {
+        answers.push(c.recv_type("error").await);
+    }
+    let codes: Vec<&str> = answers
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes[..10]
+            .iter()
+            .all(|&c| c == "bad_frame" || c == "unknown_type"),
+        "{codes:?}"
+    );
+    assert!(
+        codes[10..].iter().all(|&c| c == "rate_limited"),
+        "{codes:?}"
+    );
+    // Dropped undecoded: no `seq` to name.
+    assert!(
+        answers[10..].iter().all(|e| e["seq"].is_null()),
+        "{answers:?}"
+    );
+    let close = c.recv_close().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008);
+
+    // The same for MessagePack, on its own budget.
+    for _ in 0..12 {
+        b.send_binary(vec![0xc1]).await;
+    }
+    for _ in 0..10 {
+        b.recv_error("bad_frame").await;
+    }
+    b.recv_error("rate_limited").await;
+    b.recv_error("rate_limited").await;
+}
