@@ -33,7 +33,7 @@ use tokio::{
 
 use super::{
     gate::Admission,
-    handle::{Command, SessionHandle},
+    handle::{Command, SeatHold, SessionHandle},
     hash_token, new_token, Joined, Outbound, Persist, PlayerId, SessionError, SessionStatus,
     SwapFailure, TokenHash,
 };
@@ -337,7 +337,12 @@ impl Actor {
                 self.guest_event(Event::Tick { n, dt_ms }, None, None);
             }
             Work::Flush => {}
-            Work::Cmd(Command::Join { name, conn, reply }) => self.join(name, conn, reply),
+            Work::Cmd(Command::Join {
+                name,
+                conn,
+                hold,
+                reply,
+            }) => self.join(name, conn, hold, reply),
             Work::Cmd(Command::Resume {
                 token_hash,
                 conn,
@@ -383,6 +388,7 @@ impl Actor {
         &mut self,
         name: String,
         conn: Outbound,
+        hold: SeatHold,
         reply: oneshot::Sender<Result<Joined, SessionError>>,
     ) {
         if self.seats.len() >= self.max_players as usize {
@@ -416,6 +422,10 @@ impl Actor {
             Ok(out) => {
                 self.next_player += 1;
                 self.seats_dirty = true;
+                // The seat counts as taken from now on: release its reservation
+                // first, so no one sees it both reserved and taken (and starts a
+                // session for lack of a seat). Seeing it neither costs a retry.
+                drop(hold);
                 self.publish_status();
                 self.deliver(out.effects);
                 let joined = Joined {

@@ -13,6 +13,8 @@ pub enum Command {
     Join {
         name: String,
         conn: Outbound,
+        /// Dropped by the actor just before the seat shows in its status.
+        hold: SeatHold,
         reply: oneshot::Sender<Result<Joined, SessionError>>,
     },
     Resume {
@@ -47,6 +49,35 @@ pub enum Command {
     },
     /// Stop: the node is shutting down.
     Shutdown,
+}
+
+/// A seat counted elsewhere (the registry's quick-match reservations) until the
+/// session counts it itself. The actor drops it in the same step as it takes the
+/// seat, just before it publishes the seat in [`SessionHandle::status`]; a join
+/// that fails drops it with the command. So a seat is never counted both as
+/// reserved and as taken while the join waits for its durable write.
+pub struct SeatHold(Option<Box<dyn Send>>);
+
+impl SeatHold {
+    /// Nothing held: a plain join.
+    pub fn none() -> SeatHold {
+        SeatHold(None)
+    }
+
+    /// Hold `guard` (its `Drop` releases the count) until the seat is taken.
+    pub fn new(guard: impl Send + 'static) -> SeatHold {
+        SeatHold(Some(Box::new(guard)))
+    }
+}
+
+impl std::fmt::Debug for SeatHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SeatHold(held)"
+        } else {
+            "SeatHold(none)"
+        })
+    }
 }
 
 /// Talks to one session actor. Cheap to clone.
@@ -87,9 +118,21 @@ impl SessionHandle {
         *self.status.borrow()
     }
 
-    pub async fn join(&self, name: String, conn: Outbound) -> Result<Joined, SessionError> {
+    /// Take a seat; `hold` is released once the seat counts in the status.
+    pub async fn join(
+        &self,
+        name: String,
+        conn: Outbound,
+        hold: SeatHold,
+    ) -> Result<Joined, SessionError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Join { name, conn, reply }).await?;
+        self.send(Command::Join {
+            name,
+            conn,
+            hold,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| SessionError::Ended)?
     }
 
