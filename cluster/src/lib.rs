@@ -24,6 +24,8 @@ pub mod nodes;
 pub mod ownership;
 pub mod placement;
 pub mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod writes;
 
 pub use db::{Db, DbError};
