@@ -227,6 +227,9 @@ impl Actor {
         tracing::info!(session = %self.id, game = %self.game.name, "session started");
         crate::metrics::session_started(&self.game.name);
         let mut stop = false;
+        // An idle session learns that it was taken over (the node was paused, say) from
+        // the gate, not only at its next batch: it must not stay listed here.
+        let mut gate = self.persist.gate.as_ref().map(|g| g.subscribe());
         while !stop && !self.ended {
             let due = self.persist_due;
             let first = tokio::select! {
@@ -236,6 +239,12 @@ impl Actor {
                 },
                 () = self.ticker.wait() => Work::Tick,
                 () = sleep_until_due(due), if due.is_some() => Work::Flush,
+                () = gate_changed(&mut gate) => {
+                    if self.lost_now().await {
+                        break;
+                    }
+                    continue;
+                }
             };
             if !self.admitted().await {
                 break;
@@ -311,6 +320,18 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// The gate says another node owns this session now: stop like [`Actor::fenced`].
+    async fn lost_now(&mut self) -> bool {
+        let Some(gate) = self.persist.gate.clone() else {
+            return false;
+        };
+        if gate.check(&self.id, self.epoch) != Admission::Lost {
+            return false;
+        }
+        self.fenced(gate.locate(&self.id).await).await;
+        true
     }
 
     /// Another node serves this session at a newer epoch: nothing more happens here. The
@@ -801,6 +822,20 @@ impl Actor {
             self.owned_elsewhere = true;
             self.ended = true;
         }
+    }
+}
+
+/// Waits until the gate's answers may have changed (never without a gate, or once the
+/// gate is gone).
+async fn gate_changed(gate: &mut Option<watch::Receiver<u64>>) {
+    match gate {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *gate = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
