@@ -74,10 +74,9 @@ impl Db {
 
     /// The newest schema version applied to the database (0: none).
     pub async fn schema_version(&self) -> Result<i64, DbError> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
         if !exists {
             return Ok(0);
         }

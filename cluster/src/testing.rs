@@ -55,13 +55,37 @@ impl TestPostgres {
     /// Creates database `name` (idempotent).
     pub fn create_db(&self, name: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-            .args(["-d", "postgres", "-qtc", &format!("CREATE DATABASE \"{name}\"")])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args([
+                "-d",
+                "postgres",
+                "-qtc",
+                &format!("CREATE DATABASE \"{name}\""),
+            ])
             .output()
             .or_else(|_| {
                 Command::new("psql")
-                    .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-                    .args(["-d", "postgres", "-qtc", &format!("CREATE DATABASE \"{name}\"")])
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-U",
+                        "postgres",
+                    ])
+                    .args([
+                        "-d",
+                        "postgres",
+                        "-qtc",
+                        &format!("CREATE DATABASE \"{name}\""),
+                    ])
                     .output()
             })
             .expect("psql");
@@ -82,7 +106,10 @@ impl TestPostgres {
 
     /// Stops the server (immediate).
     pub fn stop(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     /// Starts the server again after [`Self::stop`].
@@ -95,7 +122,18 @@ impl TestPostgres {
         let log = self.dir.path().join("server.log");
         let ok = self.try_run(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &opts, "-l", &log.display().to_string(), "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &log.display().to_string(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         );
         if !ok {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -134,7 +172,10 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let _ = self.try_run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.try_run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 }
 
@@ -153,7 +194,11 @@ fn bindir() -> PathBuf {
         }
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     found.sort();
     found

@@ -145,7 +145,7 @@ pub struct StoreOptions {
     /// (the default) fsyncs every append: nothing acknowledged is lost on power failure, at
     /// the cost of one fsync per batch. `None` skips the fsync: appends become durable with the
     /// next immediate commit (any other store method), so a power loss can drop the appends
-    /// since then — acceptable when replicas hold the same changes. A process crash loses
+    /// since then. A process crash loses
     /// nothing either way.
     pub append_durability: Durability,
 }

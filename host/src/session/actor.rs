@@ -801,7 +801,7 @@ impl Actor {
     }
 
     /// The session is paused with everything acknowledged durable (and so in the
-    /// replication mirror); the drain syncs and hands it over, then decides.
+    /// database of record); the drain moves it to another node, then decides.
     async fn hand_off(
         &mut self,
         frozen: oneshot::Sender<()>,
