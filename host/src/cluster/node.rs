@@ -107,6 +107,7 @@ impl ClusterNode {
         }
         handle.set_state(NodeState::Serving);
         tokio::spawn(super::takeover::sweep_loop(handle.clone()));
+        tokio::spawn(super::rebalance::rebalance_loop(handle.clone()));
         Ok(handle)
     }
 }
