@@ -1,76 +1,35 @@
-//! The cluster library of a Minotaur node: how sessions outlive any one node.
+//! The cluster of a Minotaur node stands on PostgreSQL, the one authority for who is in
+//! the cluster, who owns each session, and what each session's state is. This crate is
+//! that directory; the node (`minotaur-host`) wires it to its session actors.
 //!
-//! - [`membership`]: who is in the cluster (chitchat gossip + phi-accrual failure detector);
-//!   each node publishes its id, addresses, version, status (`serving`/`draining`) and load.
-//! - [`placement`]: rendezvous hashing of a session id over the serving nodes → owner and
-//!   replicas.
-//! - [`peer`]: node-to-node TCP connections carrying MessagePack [`peer::PeerMsg`] frames.
-//! - [`replication`]: the owner's [`replication::Replicator`] runs Automerge's sync protocol
-//!   with each replica and can wait until a replica acknowledges *exact* heads (the core of a
-//!   lossless handoff); the replica side is [`replication::ReplicaSet`].
-//! - [`ownership`]: the fencing rules: `(owner_node, epoch)`, majority-granted leases and
-//!   takeover votes, as pure functions over injected time.
+//! - [`db`]: connecting, the embedded migrations, refusing a schema newer than this build.
+//! - [`nodes`]: membership — one row per node with its lease (database time) and status.
+//! - [`directory`]: the session directory — create, locate, takeover claims and hand-offs
+//!   as compare-and-set of `(owner, epoch)`, loading a session's document of record.
+//! - [`writes`]: the fenced group commit of session writes: every write is conditional on
+//!   `(owner, epoch)` in the same transaction; a write that finds another owner is refused.
+//! - [`records`]: modules by content hash and the games catalogue.
+//! - [`ownership`]: the single-owner rules and their timing argument; the node-local lease.
+//! - [`placement`]: rendezvous hashing, to spread claimed sessions over the live nodes.
 //!
-//! The path of a session's state: the session actor commits a batch to its `SessionDoc`, calls
-//! `Replicator::sync` (every sync interval); each replica applies the sync messages, persists,
-//! and acknowledges the heads it now holds. On drain the owner pauses inputs, calls
-//! `sync_until_acked(final heads)`, then sends `Handoff { epoch + 1 }`; only an accepted
-//! handoff lets it go.
+//! The path of a session's state: the actor applies a batch, hands the snapshot (journal)
+//! or the Automerge save (document) to the node's writer, which commits a group of them in
+//! one transaction with each row's `(owner, epoch)` checked; acks leave after that commit.
+//! Another node takes the session over only by moving `(owner, epoch)` forward, after
+//! which the old owner's writes find nothing to update.
 
-pub mod membership;
+pub mod db;
+pub mod directory;
+pub mod nodes;
 pub mod ownership;
-pub mod peer;
 pub mod placement;
-pub mod replication;
+pub mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod writes;
 
-use automerge::ChangeHash;
-use serde::{Deserialize, Serialize};
-
-/// One Automerge change hash on the wire (32 bytes as a MessagePack bin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Head(pub [u8; 32]);
-
-impl From<ChangeHash> for Head {
-    fn from(h: ChangeHash) -> Head {
-        Head(h.0)
-    }
-}
-
-impl From<Head> for ChangeHash {
-    fn from(h: Head) -> ChangeHash {
-        ChangeHash(h.0)
-    }
-}
-
-impl Serialize for Head {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Head {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Head, D::Error> {
-        let buf = serde_bytes::ByteBuf::deserialize(d)?;
-        let arr: [u8; 32] = buf
-            .as_slice()
-            .try_into()
-            .map_err(|_| serde::de::Error::invalid_length(buf.len(), &"32 bytes"))?;
-        Ok(Head(arr))
-    }
-}
-
-/// Heads as a sorted wire list, so two sets of heads compare with `==`.
-pub fn wire_heads(heads: &[ChangeHash]) -> Vec<Head> {
-    let mut out: Vec<Head> = heads.iter().copied().map(Head::from).collect();
-    out.sort();
-    out
-}
-
-pub use membership::{Member, Membership, MembershipConfig, MembershipError, NodeStatus, PROTOCOL};
-pub use ownership::{Lease, LeaseConfig, Voter};
-pub use peer::{HandoffItem, Incoming, PeerConfig, PeerError, PeerMsg, PeerNet};
-pub use placement::{place, Placement};
-pub use replication::{
-    fetch_module, handoff_batch, HandoffBatchOutcome, ModuleSource, ReplicaSet, ReplicaStore,
-    ReplicaTarget, ReplicationError, Replicator, SyncStats,
-};
+pub use db::{Db, DbError};
+pub use directory::{Claim, Located, Orphan, StoredSession};
+pub use nodes::{NodeRow, NodeStatus};
+pub use ownership::{LeaseClock, LeaseTiming};
+pub use writes::FencedWrite;

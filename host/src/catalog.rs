@@ -1,7 +1,8 @@
 //! The games this node offers: game name (the module's `GameInfo.name`) → the
-//! current [`GameModule`]. Built at start from the store's game records plus
-//! `--games-dir` (a file whose hash is new becomes its game's newest version);
-//! changed by publish. Read by the registry, the lobby and the admin API.
+//! current [`GameModule`]. Built at start from the game records ([`Records`]: the
+//! embedded store, or the cluster database) plus `--games-dir` (a file whose hash is
+//! new becomes its game's newest version); changed by publish. Read by the registry,
+//! the lobby and the admin API.
 
 use std::{
     collections::BTreeMap,
@@ -10,7 +11,9 @@ use std::{
 };
 
 use minotaur_runtime::{GameModule, LoadError, Runtime};
-use minotaur_state::{GameRecord, Store, StoreError, SwapPolicy};
+use minotaur_state::{GameRecord, SwapPolicy};
+
+use crate::records::{Records, RecordsError};
 
 /// One game on offer, at one rules version.
 #[derive(Clone)]
@@ -40,7 +43,7 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] RecordsError),
     #[error("module {hash} is not in the store")]
     MissingModule { hash: String },
     #[error("module {hash} does not load: {source}")]
@@ -58,15 +61,19 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Build the catalog from `store` and `dir` (blocking: run it off the async
-    /// workers). Every module is put in the store by hash; a game record's
-    /// current version stays current unless `dir` brings a module never seen
-    /// before. A file that fails to load is logged and skipped.
-    pub fn load(runtime: &Runtime, store: &Store, dir: &Path) -> Result<Catalog, CatalogError> {
-        let mut records: BTreeMap<String, GameRecord> = store.games()?.into_iter().collect();
+    /// Build the catalog from `records` and `dir`. Every module is put in the
+    /// records by hash; a game record's current version stays current unless `dir`
+    /// brings a module never seen before. A file that fails to load is logged and
+    /// skipped. Compiles run on blocking threads.
+    pub async fn load(
+        runtime: &Runtime,
+        store: &Records,
+        dir: &Path,
+    ) -> Result<Catalog, CatalogError> {
+        let mut records: BTreeMap<String, GameRecord> = store.games().await?.into_iter().collect();
         let mut fresh: Vec<GameModule> = Vec::new();
         for (path, bytes) in read_wasm_files(dir)? {
-            let module = match runtime.load(&bytes) {
+            let module = match compile(runtime, bytes.clone()).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(path = %path, code = e.code(), error = %e, "game module refused; skipped");
@@ -74,8 +81,8 @@ impl Catalog {
                 }
             };
             let hash = module.hash().to_hex();
-            if store.get_module(&hash)?.is_none() {
-                store.put_module(&hash, &bytes)?;
+            if store.get_module(&hash).await?.is_none() {
+                store.put_module(&hash, &bytes).await?;
                 fresh.push(module);
             } else if !records.contains_key(&module.info().name) {
                 fresh.push(module);
@@ -97,11 +104,11 @@ impl Catalog {
                 rec.versions.push((info.rules_version, hash.clone()));
             }
             rec.current_hash = hash;
-            store.set_game(&info.name, rec)?;
+            store.set_game(&info.name, rec).await?;
         }
         let mut games = BTreeMap::new();
         for (name, rec) in records {
-            let module = load_module(runtime, store, &rec.current_hash)?;
+            let module = load_module(runtime, store, &rec.current_hash).await?;
             tracing::info!(
                 game = %name,
                 rules_version = module.info().rules_version,
@@ -156,10 +163,10 @@ impl Catalog {
     }
 }
 
-/// A module by hash: from the runtime's cache, else from the store.
-pub fn load_module(
+/// A module by hash: from the runtime's cache, else from the records.
+pub async fn load_module(
     runtime: &Runtime,
-    store: &Store,
+    store: &Records,
     hash: &str,
 ) -> Result<GameModule, CatalogError> {
     if let Ok(h) = minotaur_runtime::ModuleHash::from_hex(hash) {
@@ -168,14 +175,25 @@ pub fn load_module(
         }
     }
     let bytes = store
-        .get_module(hash)?
+        .get_module(hash)
+        .await?
         .ok_or_else(|| CatalogError::MissingModule {
             hash: hash.to_owned(),
         })?;
-    runtime.load(&bytes).map_err(|source| CatalogError::Load {
-        hash: hash.to_owned(),
-        source,
-    })
+    compile(runtime, bytes)
+        .await
+        .map_err(|source| CatalogError::Load {
+            hash: hash.to_owned(),
+            source,
+        })
+}
+
+/// `Runtime::load` (validation and Cranelift) on a blocking thread.
+async fn compile(runtime: &Runtime, bytes: Vec<u8>) -> Result<GameModule, LoadError> {
+    let rt = runtime.clone();
+    tokio::task::spawn_blocking(move || rt.load(&bytes))
+        .await
+        .expect("module compile panicked")
 }
 
 /// `(path, bytes)` of every `*.wasm` directly in `dir`, sorted by path.

@@ -83,9 +83,8 @@ pub struct Config {
 
     /// Longest a session's Automerge document trails its journal, in
     /// milliseconds: how often the costly reconcile into the document runs
-    /// for a busy session. In a cluster at most `--sync-interval-ms`
-    /// (replicas are synced from the document). 0 writes the document on
-    /// every batch that writes anything (no journal).
+    /// for a busy session. 0 writes the document on every batch that writes
+    /// anything (no journal).
     #[arg(long, env = "MINOTAUR_DOC_INTERVAL_MS", default_value_t = 1000)]
     pub doc_interval_ms: u64,
 
@@ -94,7 +93,7 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
-    /// Cluster membership, replication and handoff (off without `--seeds`).
+    /// Cluster on PostgreSQL (off without `--database-url`).
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterConfig,
 }
@@ -116,16 +115,9 @@ impl Config {
         }
     }
 
-    /// Longest the document trails the journal: `--doc-interval-ms`, in a
-    /// cluster at most the sync interval (replicas sync from the document,
-    /// so this bounds how far they trail the acks).
+    /// Longest the document trails the journal: `--doc-interval-ms`.
     pub fn doc_interval(&self) -> Duration {
-        let doc = Duration::from_millis(self.doc_interval_ms);
-        if self.cluster.enabled() {
-            doc.min(self.cluster.sync_interval())
-        } else {
-            doc
-        }
+        Duration::from_millis(self.doc_interval_ms)
     }
 
     pub fn persist_interval(&self) -> Duration {

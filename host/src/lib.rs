@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod protocol;
 pub mod ratelimit;
+pub mod records;
 pub mod session;
 
 /// The version this node reports (`welcome.version`, lobby, logs):

@@ -7,13 +7,15 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use minotaur_cluster::Db;
 use minotaur_host::{
     admin::{self, client},
     catalog::Catalog,
     cluster::{self, ClusterNode},
     config::Config,
     gateway::{self, AppState, ConnLimits},
-    session::{recovery, Persist, Registry, StoreWriter},
+    records::Records,
+    session::{persist::Backend, recovery, Persist, Registry, StoreWriter},
 };
 use minotaur_runtime::Runtime;
 use minotaur_state::{CompactionPolicy, Store};
@@ -59,6 +61,13 @@ enum Cmd {
     Drain {
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Apply the cluster database's schema migrations (the node also does at start) and
+    /// print the schema version. Refuses a schema newer than this build knows.
+    Migrate {
+        /// PostgreSQL URL of the cluster.
+        #[arg(long, env = "MINOTAUR_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
     },
     /// Exit 0 if GET URL answers 2xx, else 1 (for container health checks).
     Health {
@@ -115,6 +124,7 @@ fn main() -> ExitCode {
         } => rt.block_on(publish(file, game, policy, admin)),
         Cmd::Sessions { admin } => rt.block_on(sessions(admin)),
         Cmd::Drain { admin } => rt.block_on(drain(admin)),
+        Cmd::Migrate { database_url } => rt.block_on(migrate(database_url)),
         Cmd::Health { url } => {
             let ok = rt
                 .block_on(client::request("GET", &url, "", None, &[]))
@@ -136,27 +146,57 @@ fn main() -> ExitCode {
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
-    let node_id = config.resolve_node_id();
+    let node_id: Arc<str> = config.resolve_node_id().into();
     let runtime = Runtime::new(config.limits()).context("starting the wasm runtime")?;
-    let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
-        .await?
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let (rt2, st2, dir) = (runtime.clone(), store.clone(), config.games_dir.clone());
-    let catalog = tokio::task::spawn_blocking(move || Catalog::load(&rt2, &st2, &dir))
-        .await?
+    // Alone: the embedded store holds sessions, modules and games. In a cluster: the
+    // database does, and every write of a session is fenced on this node's ownership.
+    let (backend, records, db) = match config
+        .cluster
+        .database_url
+        .clone()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => {
+            let db = Db::connect_lazy(&url).context("the --database-url")?;
+            let version = db.migrate().await.context(
+                "preparing the cluster database (is PostgreSQL reachable at --database-url?)",
+            )?;
+            tracing::info!(schema = version, "cluster database ready");
+            (
+                Backend::Cluster {
+                    db: db.clone(),
+                    node: node_id.clone(),
+                },
+                Records::Cluster(db.clone()),
+                Some(db),
+            )
+        }
+        None => {
+            let data_dir = config.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+                .await?
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+            (
+                Backend::Embedded(store.clone()),
+                Records::Embedded(store),
+                None,
+            )
+        }
+    };
+    let catalog = Catalog::load(&runtime, &records, &config.games_dir)
+        .await
         .with_context(|| format!("loading games from {}", config.games_dir.display()))?;
     if catalog.is_empty() {
         tracing::warn!(dir = %config.games_dir.display(), "no games loaded");
     }
-    // In a cluster, sessions (restored ones too) serve only under the ownership lease.
-    let gate = config
-        .cluster
-        .enabled()
-        .then(|| cluster::LeaseGate::new(config.cluster.lease()));
+    // In a cluster, sessions serve only under the node's lease and the directory.
+    let gate = db
+        .as_ref()
+        .map(|db| cluster::LeaseGate::new(config.cluster.timing(), db.clone(), node_id.clone()));
     let persist = Persist {
-        writer: StoreWriter::start(store),
-        node_id: node_id.clone().into(),
+        writer: StoreWriter::start(backend),
+        records,
+        node_id: node_id.clone(),
         max_snapshot_bytes: config.max_snapshot_bytes,
         compaction: CompactionPolicy::default(),
         gate: gate
@@ -179,27 +219,27 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
 
-    let cluster = if config.cluster.enabled() {
-        let (handle, _task) = ClusterNode::start(
-            config.cluster.clone(),
-            node_id.clone(),
-            addr,
-            &config.data_dir,
-            registry.clone(),
-            runtime.clone(),
-            gate.clone().expect("cluster mode has a gate"),
-        )
-        .await
-        .context("starting the cluster node")?;
-        Some(handle)
-    } else {
-        None
+    let cluster = match (db, gate) {
+        (Some(db), Some(gate)) => Some(
+            ClusterNode::start(
+                &config.cluster,
+                node_id.clone(),
+                addr,
+                db,
+                gate,
+                registry.clone(),
+                runtime.clone(),
+            )
+            .await
+            .context("joining the cluster")?,
+        ),
+        _ => None,
     };
 
     let app = gateway::router(AppState {
         registry: registry.clone(),
         limits: Arc::new(ConnLimits::from(&config)),
-        node_id: node_id.clone().into(),
+        node_id: node_id.clone(),
         shutdown: shutdown_rx.clone(),
         cluster: cluster.clone(),
     })
@@ -322,6 +362,16 @@ async fn drain(admin: AdminArgs) -> anyhow::Result<()> {
     let r = client::request("POST", &admin.url, "/admin/drain", Some(&token), &[]).await?;
     println!("{}", String::from_utf8_lossy(&r.body));
     anyhow::ensure!(r.ok(), "drain failed with HTTP {}", r.status);
+    Ok(())
+}
+
+async fn migrate(url: String) -> anyhow::Result<()> {
+    let db = Db::connect_lazy(&url).context("the --database-url")?;
+    let version = db
+        .migrate()
+        .await
+        .context("migrating the cluster database")?;
+    println!("cluster database schema at version {version}");
     Ok(())
 }
 

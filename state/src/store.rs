@@ -83,14 +83,16 @@ pub struct Journal {
 }
 
 impl Journal {
-    fn encode(&self) -> Vec<u8> {
+    /// The stored form: 8 bytes of little-endian tick, then the snapshot.
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.state.len());
         out.extend_from_slice(&self.tick.to_le_bytes());
         out.extend_from_slice(&self.state);
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Journal> {
+    /// The inverse of [`Journal::encode`]; `None` when shorter than the tick.
+    pub fn decode(bytes: &[u8]) -> Option<Journal> {
         let (tick, state) = bytes.split_first_chunk::<8>()?;
         Some(Journal {
             tick: u64::from_le_bytes(*tick),
@@ -143,7 +145,7 @@ pub struct StoreOptions {
     /// (the default) fsyncs every append: nothing acknowledged is lost on power failure, at
     /// the cost of one fsync per batch. `None` skips the fsync: appends become durable with the
     /// next immediate commit (any other store method), so a power loss can drop the appends
-    /// since then — acceptable when replicas hold the same changes. A process crash loses
+    /// since then. A process crash loses
     /// nothing either way.
     pub append_durability: Durability,
 }

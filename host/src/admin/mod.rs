@@ -73,30 +73,30 @@ pub async fn publish(
         });
     }
     let hash = module.hash().to_hex();
-    let store = registry.persist().writer.store().clone();
-    let (name, h) = (game.to_owned(), hash.clone());
-    tokio::task::spawn_blocking(move || -> Result<(), minotaur_state::StoreError> {
-        store.put_module(&h, &wasm)?;
+    let store = registry.persist().records.clone();
+    let stored = async {
+        store.put_module(&hash, &wasm).await?;
         let mut rec = store
-            .games()?
+            .games()
+            .await?
             .into_iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == game)
             .map(|(_, r)| r)
             .unwrap_or(GameRecord {
-                current_hash: h.clone(),
+                current_hash: hash.clone(),
                 policy,
                 versions: Vec::new(),
             });
-        if !rec.versions.iter().any(|(_, v)| *v == h) {
-            rec.versions.push((info.rules_version, h.clone()));
+        if !rec.versions.iter().any(|(_, v)| *v == hash) {
+            rec.versions.push((info.rules_version, hash.clone()));
         }
-        rec.current_hash = h;
+        rec.current_hash = hash.clone();
         rec.policy = policy;
-        store.set_game(&name, &rec)
-    })
-    .await
-    .expect("store task panicked")
-    .map_err(|e| PublishError::Store(e.to_string()))?;
+        store.set_game(game, &rec).await
+    };
+    stored
+        .await
+        .map_err(|e: crate::records::RecordsError| PublishError::Store(e.to_string()))?;
     let new = Game {
         name: game.to_owned(),
         module,

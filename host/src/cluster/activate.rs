@@ -1,154 +1,101 @@
-//! Starting a session this node just received (an accepted handoff, or a takeover of a dead
-//! owner's session): make sure its module is here (fetched by content hash from a peer if
-//! not), store the document, start its actor from the document and register its seats'
-//! tokens. Logs one structured `activated` line per activation — the cluster tests' invariant
-//! checker reads exactly these. Called by the cluster node task.
+//! Starting a session this node now owns in the directory (a takeover claim, a hand-off to
+//! it, or its own sessions after a restart): load its document and journal from the
+//! database, its module by hash, restore a fresh instance, and register its seats' tokens.
+//! Logs one structured `activated` line per activation — the cluster tests' invariant
+//! checker reads exactly these. Called by the node's sweep and by the gateway when a
+//! player arrives for a session handed here a moment ago.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
-use futures_util::StreamExt;
-
-use minotaur_cluster::{fetch_module, ReplicaTarget};
-use minotaur_runtime::Runtime;
 use minotaur_state::{SessionDoc, SessionWrite};
 
 use super::ClusterHandle;
 use crate::{
     catalog::{self, Game},
-    session::{actor, Registry},
+    session::actor,
 };
 
-/// Why a received session could not start here.
+/// Why a session this node owns did not start here.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
+    #[error("database: {0}")]
+    Db(#[from] minotaur_cluster::DbError),
+    #[error("the directory names {owner} at epoch {epoch} now")]
+    NotOwner { owner: String, epoch: i64 },
     #[error("session document: {0}")]
     Doc(#[from] minotaur_state::StateError),
     #[error("module {hash}: {reason}")]
     Module { hash: String, reason: String },
-    #[error("storing the session: {0}")]
-    Store(String),
     #[error("starting the session: {0}")]
     Start(String),
 }
 
-/// Everything activation needs; cheap to clone.
-#[derive(Clone)]
-pub struct Activator {
-    pub cluster: ClusterHandle,
-    pub registry: Registry,
-    pub runtime: Runtime,
-    /// Module hashes known to be in this node's store.
-    pub modules_stored: Arc<Mutex<HashSet<String>>>,
-}
-
-/// Sessions of one batch (a handoff batch, a takeover) started at once: their store writes
-/// share group commits, while instantiation and restore stay a few at a time.
-const ACTIVATE_PARALLEL: usize = 32;
-
-impl Activator {
-    /// [`Activator::activate`] for several sessions; a session that does not start is logged.
-    pub async fn activate_all(
-        &self,
-        docs: Vec<SessionDoc>,
-        source: Option<ReplicaTarget>,
-        why: &str,
-    ) {
-        futures_util::stream::iter(docs)
-            .map(|doc| {
-                let source = source.clone();
-                async move {
-                    let session = doc.meta().map(|m| m.session).unwrap_or_default();
-                    if let Err(e) = self.activate(doc, source, why).await {
-                        tracing::error!(%session, error = %e, why, "received session did not start here");
-                    }
-                }
-            })
-            .buffer_unordered(ACTIVATE_PARALLEL)
-            .collect::<()>()
-            .await;
-    }
-
-    /// Starts `doc` (already at this node's `(owner, epoch)`) as a live session. `source` is
-    /// a node likely to have the module (the previous owner).
+impl ClusterHandle {
+    /// Starts `session`, which the directory gives this node at `epoch`. `Ok(false)`: it
+    /// had never been written (nothing acknowledged), so it is ended instead.
     pub async fn activate(
         &self,
-        mut doc: SessionDoc,
-        source: Option<ReplicaTarget>,
+        session: &str,
+        epoch: i64,
         why: &str,
-    ) -> Result<(), ActivateError> {
-        let meta = doc.meta()?;
-        let store = self.registry.persist().writer.store().clone();
-        let hash = meta.module_hash.clone();
-        // Modules are content-addressed and never removed: once seen in the store, a hash
-        // needs no store read (a whole module) for the next session of a batch.
-        let known = self.modules_stored.lock().expect("modules").contains(&hash);
-        let have = known || {
-            let (store, hash) = (store.clone(), hash.clone());
-            tokio::task::spawn_blocking(move || store.get_module(&hash).ok().flatten().is_some())
-                .await
-                .unwrap_or(false)
-        };
-        if !have {
-            let module_err = |reason: String| ActivateError::Module {
-                hash: hash.clone(),
-                reason,
-            };
-            let from = source.ok_or_else(|| module_err("no node to fetch it from".into()))?;
-            let bytes = fetch_module(
-                self.cluster.net(),
-                &from.node,
-                from.addr,
-                &hash,
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|e| module_err(e.to_string()))?;
-            store
-                .put_module(&hash, &bytes)
-                .map_err(|e| module_err(e.to_string()))?;
-            tracing::info!(module = %hash, from = %from.node, "module fetched by hash");
+    ) -> Result<bool, ActivateError> {
+        if self.registry().get(session).is_some() {
+            return Ok(true);
         }
-        self.modules_stored
-            .lock()
-            .expect("modules")
-            .insert(hash.clone());
-        let module = catalog::load_module(&self.runtime, &store, &hash).map_err(|e| {
-            ActivateError::Module {
-                hash: hash.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        // Through the store writer, whose tap also seeds the replication mirror.
-        let bytes = doc.save();
-        self.registry
-            .persist()
-            .writer
-            .write(SessionWrite::Full {
-                session: meta.session.clone(),
-                bytes,
-            })
+        let db = self.db();
+        let stored = db.load_session(session).await?;
+        let Some(stored) =
+            stored.filter(|s| s.owner == self.node_id() && s.epoch == epoch && !s.ended)
+        else {
+            let at = db.locate(session).await?;
+            let (owner, epoch) = at.map_or((String::new(), 0), |l| (l.owner, l.epoch));
+            return Err(ActivateError::NotOwner { owner, epoch });
+        };
+        let Some(bytes) = stored.doc else {
+            // Entered in the directory but never written: no player was ever answered.
+            let persist = self.registry().persist();
+            let _ = persist
+                .writer
+                .write(
+                    SessionWrite::Delete {
+                        session: session.to_owned(),
+                    },
+                    epoch as u64,
+                )
+                .await;
+            tracing::info!(%session, "claimed session had no state yet; ended");
+            return Ok(false);
+        };
+        let doc = SessionDoc::load(&bytes)?;
+        let meta = doc.meta()?;
+        let persist = self.registry().persist().clone();
+        let module = catalog::load_module(self.runtime(), &persist.records, &meta.module_hash)
             .await
-            .map_err(|e| ActivateError::Store(e.to_string()))?;
+            .map_err(|e| ActivateError::Module {
+                hash: meta.module_hash.clone(),
+                reason: e.to_string(),
+            })?;
         let game = Game {
             name: meta.game.clone(),
             module,
         };
-        let persist = self.registry.persist().clone();
-        let (handle, task, tokens) = actor::resume_stored(doc, None, game, persist)
-            .map_err(|e| ActivateError::Start(e.to_string()))?;
-        self.registry.insert(handle, task, &tokens);
+        self.gate().activated(session);
+        let (handle, task, tokens) =
+            actor::resume_stored(doc, stored.journal, game, persist, Some(epoch as u64))
+                .map_err(|e| ActivateError::Start(e.to_string()))?;
+        if self.registry().get(session).is_some() {
+            // Started by a concurrent activation meanwhile: this copy stops unserved.
+            handle.shutdown().await;
+            let _ = task.await;
+            return Ok(true);
+        }
+        self.registry().insert(handle, task, &tokens);
         tracing::info!(
             target: "minotaur::activation",
             "activated session={} node={} epoch={} why={}",
-            meta.session,
-            self.cluster.node_id(),
-            meta.epoch,
+            session,
+            self.node_id(),
+            epoch,
             why
         );
-        Ok(())
+        Ok(true)
     }
 }

@@ -1,37 +1,23 @@
 //! Drain: hand every session of this node to another one before it stops (SIGTERM, or
-//! `POST /admin/drain`). The sequence per session, each step waiting for the previous:
-//! freeze the actor after a durable batch → sync the target (the session's first replica
-//! in rendezvous order over the *other serving* nodes) until it acknowledges the exact
-//! heads → `Handoff(epoch + 1)` → on acceptance tell the players `moved{url}` and drop the
-//! session here; on any failure the session resumes here at its old epoch and is reported.
+//! `POST /admin/drain`). The node turns `draining` (no new sessions here), then per batch
+//! of sessions going to one target: freeze each actor after a durable batch (its final
+//! state written, fenced, at its epoch) → one compare-and-set moving the batch to the
+//! target at `epoch + 1`, with a NOTIFY the target hears at commit → tell each moved
+//! session's players `moved{url}`; a session the compare-and-set did not move resumes here
+//! and is reported. Targets are the live serving nodes, the least loaded first.
 
 use std::{collections::HashMap, time::Duration};
 
 use futures_util::{stream, StreamExt};
-use minotaur_cluster::ReplicaTarget;
 use tokio::{sync::oneshot, time::Instant};
 
-use super::{replicate::replica_targets, ClusterHandle};
+use super::{ws_url, ClusterHandle};
 use crate::session::Registry;
 
-/// Sessions handed to one target in one `HandoffBatch` round trip (and so activated
-/// together there, their documents written in one group commit). A session's pause is about
-/// its whole batch's handoff, so this trades pause length against round trips: on the
-/// benchmark machine (1,000 sessions, 4 in flight) 25 drained in 1.9-2.4 s with pauses p50
-/// ≈ 200 ms, 12 in 2.3 s with p50 ≈ 100 ms, 8 in 2.8 s with p50 ≈ 90 ms.
-const BATCH: usize = 12;
-
-/// Batches in flight at once (spread over the targets).
+/// Sessions moved by one compare-and-set (and so frozen together).
+const BATCH: usize = 16;
+/// Batches in flight at once.
 const PARALLEL: usize = 4;
-
-/// Gossip rounds a draining node stays announced as `draining` before the drain returns
-/// (and the node leaves). Peers decide whether a departed node leaves the electorate by the
-/// last status they saw; one that only ever saw it serving counts it as crashed and keeps
-/// it as a voter. With batched handoffs a small drain takes ~50 ms, less than a gossip
-/// round, so a peer that had joined a moment before (start-first rolling upgrade) missed
-/// the draining state: it then counted 4 voters for 3 nodes and found no takeover
-/// majority after the next crash (Docker e2e). Ten rounds: 1 s at the default interval.
-const ANNOUNCE_ROUNDS: u32 = 10;
 
 /// What a drain did.
 #[derive(Debug, Default, Clone)]
@@ -44,32 +30,28 @@ pub struct DrainReport {
     pub took: Duration,
 }
 
-/// One batch: sessions going to the same target.
-struct Batch {
-    target: ReplicaTarget,
-    url: String,
-    /// The target understands `HandoffBatch` (protocol 2).
-    batched: bool,
-    sessions: Vec<String>,
+/// Sessions going to one target together.
+pub(super) struct Batch {
+    pub target: String,
+    /// The target's websocket URL.
+    pub url: String,
+    pub sessions: Vec<String>,
 }
 
 /// Marks the node draining and hands over every session, within `grace`.
 pub async fn drain(cluster: &ClusterHandle, registry: &Registry, grace: Duration) -> DrainReport {
     let start = Instant::now();
-    let deadline = start + grace;
     cluster.set_draining().await;
     let ids: Vec<String> = registry.list(None).into_iter().map(|s| s.id).collect();
     tracing::info!(sessions = ids.len(), ?grace, "drain: handing sessions over");
-    let mut results: Vec<(String, Result<Duration, String>)> = Vec::new();
-    let batches = plan(cluster, ids, &mut results);
-    let handed: Vec<Vec<(String, Result<Duration, String>)>> = stream::iter(batches)
-        .map(|b| hand_over(cluster, registry, b, deadline))
+    let mut report = DrainReport::default();
+    let batches = plan(cluster, ids, &mut report).await;
+    let results: Vec<Vec<(String, Result<Duration, String>)>> = stream::iter(batches)
+        .map(|b| hand_over(cluster, registry, b))
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
-    results.extend(handed.into_iter().flatten());
-    let mut report = DrainReport::default();
-    for (id, r) in results {
+    for (id, r) in results.into_iter().flatten() {
         match r {
             Ok(pause) => {
                 report.handed_over += 1;
@@ -82,9 +64,6 @@ pub async fn drain(cluster: &ClusterHandle, registry: &Registry, grace: Duration
         }
     }
     report.took = start.elapsed();
-    // Not a synchronisation with any one peer: a floor on how long the draining state is
-    // gossiped, so every peer sees this node leave as drained (see `ANNOUNCE_ROUNDS`).
-    tokio::time::sleep_until(start + cluster.config().gossip_interval() * ANNOUNCE_ROUNDS).await;
     let mut p = report.pauses.clone();
     p.sort();
     let pct = |q: f64| p.get(((p.len() as f64 * q) as usize).min(p.len().saturating_sub(1)));
@@ -99,51 +78,45 @@ pub async fn drain(cluster: &ClusterHandle, registry: &Registry, grace: Duration
     report
 }
 
-/// Groups the sessions by target (each session's first replica in rendezvous order over the
-/// other serving nodes) into batches of [`BATCH`], taking the targets in turn so that all of
-/// them work at once. Sessions with no target go to `failed`.
-fn plan(
-    cluster: &ClusterHandle,
-    ids: Vec<String>,
-    failed: &mut Vec<(String, Result<Duration, String>)>,
-) -> Vec<Batch> {
-    let members = cluster.members();
-    let mut by_target: Vec<Batch> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for id in ids {
-        let Some(target) = replica_targets(cluster, &id).into_iter().next() else {
-            failed.push((id, Err("no other serving node".into())));
-            continue;
-        };
-        let Some(member) = members.iter().find(|m| m.id == target.node) else {
-            failed.push((id, Err("target left".into())));
-            continue;
-        };
-        let i = *index.entry(target.node.clone()).or_insert_with(|| {
-            by_target.push(Batch {
-                target: target.clone(),
-                url: format!("ws://{}/ws", member.player_addr),
-                batched: member.batches(),
-                sessions: Vec::new(),
-            });
-            by_target.len() - 1
-        });
-        by_target[i].sessions.push(id);
-    }
-    let mut queues: Vec<std::vec::IntoIter<Batch>> = by_target
+/// Spreads the sessions over the live serving nodes other than this one, the least loaded
+/// first (counting what this drain gives each), in batches of [`BATCH`] taken from the
+/// targets in turn.
+async fn plan(cluster: &ClusterHandle, ids: Vec<String>, report: &mut DrainReport) -> Vec<Batch> {
+    let mut targets: Vec<(String, String, usize)> = cluster
+        .members()
+        .await
         .into_iter()
-        .map(|all| {
-            let chunks: Vec<Batch> = all
-                .sessions
+        .filter(|n| n.serving() && n.id != cluster.node_id())
+        .map(|n| (n.id, n.url, n.sessions.max(0) as usize))
+        .collect();
+    if targets.is_empty() {
+        for id in ids {
+            report.failed.push((id, "no other serving node".into()));
+        }
+        return Vec::new();
+    }
+    let mut by_target: HashMap<String, Vec<String>> = HashMap::new();
+    for id in ids {
+        let t = targets
+            .iter_mut()
+            .min_by_key(|(_, _, load)| *load)
+            .expect("targets is not empty");
+        t.2 += 1;
+        by_target.entry(t.0.clone()).or_default().push(id);
+    }
+    let mut queues: Vec<std::vec::IntoIter<Batch>> = targets
+        .iter()
+        .filter_map(|(id, url, _)| {
+            let sessions = by_target.remove(id)?;
+            let batches: Vec<Batch> = sessions
                 .chunks(BATCH)
                 .map(|c| Batch {
-                    target: all.target.clone(),
-                    url: all.url.clone(),
-                    batched: all.batched,
+                    target: id.clone(),
+                    url: ws_url(url),
                     sessions: c.to_vec(),
                 })
                 .collect();
-            chunks.into_iter()
+            Some(batches.into_iter())
         })
         .collect();
     let mut out = Vec::new();
@@ -158,83 +131,85 @@ fn plan(
     }
 }
 
-/// Hands one batch over: freeze every session of it (each after a durable batch), sync and
-/// hand them to the target together, then tell each session where its players go (or to
-/// resume here).
-async fn hand_over(
+/// Hands one batch over: freeze every session (each after a durable batch), move them in
+/// one compare-and-set, then tell each where its players go (or to resume here).
+pub(super) async fn hand_over(
     cluster: &ClusterHandle,
     registry: &Registry,
     batch: Batch,
-    deadline: Instant,
 ) -> Vec<(String, Result<Duration, String>)> {
     let mut out = Vec::with_capacity(batch.sessions.len());
-    let Some(hook) = cluster.replication() else {
-        return batch
-            .sessions
-            .into_iter()
-            .map(|id| (id, Err("replication not started".into())))
-            .collect();
-    };
     let paused = Instant::now();
     let frozen = futures_util::future::join_all(batch.sessions.into_iter().map(|id| async {
         let r = match registry.get(&id) {
             None => Err("already gone".to_string()),
-            Some(handle) => handle.freeze().await.map_err(|e| e.to_string()),
+            Some(handle) => {
+                let epoch = handle.status().epoch;
+                handle
+                    .freeze()
+                    .await
+                    .map(|d| (d, epoch))
+                    .map_err(|e| e.to_string())
+            }
         };
         (id, r)
     }))
     .await;
     let mut decide: HashMap<String, oneshot::Sender<Option<String>>> = HashMap::new();
+    let mut held: Vec<(String, i64)> = Vec::new();
     for (id, r) in frozen {
         match r {
-            Ok(d) => {
+            Ok((d, epoch)) => {
+                held.push((id.clone(), epoch as i64));
                 decide.insert(id, d);
             }
             Err(why) => out.push((id, Err(why))),
         }
     }
-    if decide.is_empty() {
+    if held.is_empty() {
         return out;
     }
-    let ids: Vec<String> = decide.keys().cloned().collect();
     let froze = paused.elapsed();
-    let results = hook
-        .hand_off_batch(ids, batch.target.clone(), batch.batched, deadline)
+    let moved = cluster
+        .db()
+        .hand_off(cluster.node_id(), &batch.target, &held)
         .await;
+    let moved = match moved {
+        Ok(m) => m,
+        Err(e) => {
+            for (id, d) in decide {
+                let _ = d.send(None);
+                out.push((id, Err(format!("hand-off not written: {e}"))));
+            }
+            return out;
+        }
+    };
     tracing::info!(
-        target = %batch.target.node,
-        sessions = results.len(),
+        target = %batch.target,
+        sessions = moved.len(),
         freeze_ms = froze.as_millis() as u64,
         handoff_ms = (paused.elapsed() - froze).as_millis() as u64,
         "drain: batch done"
     );
-    for (id, r) in results {
+    for (id, epoch) in moved {
         let Some(d) = decide.remove(&id) else {
             continue;
         };
-        match r {
-            Ok(epoch) => {
-                let _ = d.send(Some(batch.url.clone()));
-                let pause = paused.elapsed();
-                tracing::info!(
-                    target: "minotaur::activation",
-                    "handed_over session={id} from={} to={} epoch={epoch} pause_ms={}",
-                    cluster.node_id(),
-                    batch.target.node,
-                    pause.as_millis()
-                );
-                out.push((id, Ok(pause)));
-            }
-            Err(e) => {
-                let _ = d.send(None);
-                out.push((id, Err(e.to_string())));
-            }
-        }
+        let _ = d.send(Some(batch.url.clone()));
+        let pause = paused.elapsed();
+        tracing::info!(
+            target: "minotaur::activation",
+            "handed_over session={id} from={} to={} epoch={epoch} pause_ms={}",
+            cluster.node_id(),
+            batch.target,
+            pause.as_millis()
+        );
+        out.push((id, Ok(pause)));
     }
-    // Not in the answer (cannot happen): resume them here.
+    // Not moved (the directory changed under us): resume them here.
     for (id, d) in decide {
         let _ = d.send(None);
-        out.push((id, Err("no handoff result".into())));
+        out.push((id, Err("the directory refused the hand-off".into())));
     }
     out
 }

@@ -1,12 +1,24 @@
-//! `GET /api/cluster`: this node's view of the cluster (members with id, player address,
-//! version, status and load). Registered by `gateway::router`; in single-node mode it shows
-//! the node alone.
+//! `GET /api/cluster`: this node and, in a cluster, every node row of the directory (id,
+//! player address, version, status, lease, sessions). Registered by `gateway::router`; in
+//! single-node mode it shows the node alone.
 
 use axum::{extract::State, Json};
 use serde::Serialize;
 
-use super::node::{MemberView, NodeState, ReplicaView};
+use super::NodeState;
 use crate::gateway::AppState;
+
+/// One node as the directory shows it.
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: String,
+    pub url: String,
+    pub version: String,
+    pub status: &'static str,
+    pub live: bool,
+    pub lease_left_ms: i64,
+    pub sessions: i32,
+}
 
 /// The body of `GET /api/cluster`.
 #[derive(Debug, Serialize)]
@@ -15,9 +27,8 @@ pub struct ClusterView {
     /// `cluster` or `single`.
     pub mode: &'static str,
     pub state: NodeState,
+    pub lease_valid: bool,
     pub members: Vec<MemberView>,
-    /// Copies of other nodes' sessions held here.
-    pub replicas: Vec<ReplicaView>,
 }
 
 pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
@@ -26,8 +37,21 @@ pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
             node: c.node_id().to_owned(),
             mode: "cluster",
             state: c.state(),
-            members: c.member_views(),
-            replicas: c.replicas().await,
+            lease_valid: c.gate().valid(),
+            members: c
+                .members()
+                .await
+                .into_iter()
+                .map(|n| MemberView {
+                    id: n.id,
+                    url: n.url,
+                    version: n.version,
+                    status: n.status.as_str(),
+                    live: n.live,
+                    lease_left_ms: n.lease_left_ms,
+                    sessions: n.sessions,
+                })
+                .collect(),
         },
         None => ClusterView {
             node: app.node_id.to_string(),
@@ -37,8 +61,8 @@ pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
             } else {
                 NodeState::Serving
             },
+            lease_valid: true,
             members: Vec::new(),
-            replicas: Vec::new(),
         },
     })
 }

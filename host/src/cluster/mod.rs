@@ -1,7 +1,11 @@
-//! The node's side of the cluster: wires `minotaur-cluster` (gossip membership, peer
-//! transport, replicas, ownership votes) into a running node. `main` starts a
-//! [`ClusterNode`] when `--seeds` is given (no seeds: single-node mode, exactly as before);
-//! the gateway asks its [`ClusterHandle`] for readiness and `/api/cluster`.
+//! The node's side of a cluster on PostgreSQL: `main` starts a [`ClusterNode`] when
+//! `--database-url` is given (none: single-node mode on the embedded store). The node
+//! registers and renews its lease ([`node`]), claims the sessions of nodes whose lease ran
+//! out and starts the sessions handed to it ([`takeover`], [`activate`]), and on drain
+//! hands its own to the others ([`drain`]); a node far above the mean load hands a few
+//! sessions to the least loaded one ([`rebalance`]). Session actors ask its [`LeaseGate`] before
+//! each batch; the gateway asks its [`ClusterHandle`] for readiness, routing and
+//! `/api/cluster`. The rules are in `minotaur_cluster::ownership`.
 
 pub mod activate;
 pub mod config;
@@ -9,34 +13,23 @@ pub mod drain;
 pub mod http;
 pub mod lease;
 pub mod node;
-pub mod replicate;
+pub mod rebalance;
 pub mod takeover;
 
 pub use config::ClusterConfig;
 pub use lease::LeaseGate;
 pub use node::{ClusterHandle, ClusterNode, NodeState};
 
-/// Errors of starting or running the cluster side of a node.
+/// Errors of starting the cluster side of a node.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot bind the peer transport on {addr}: {source}")]
-    Peer {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: minotaur_cluster::PeerError,
-    },
-    #[error("cannot start gossip on {addr}: {source}")]
-    Gossip {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: minotaur_cluster::MembershipError,
-    },
-    #[error("cannot open the replica store in {dir}: {source}")]
-    Store {
-        dir: std::path::PathBuf,
-        #[source]
-        source: minotaur_state::StoreError,
-    },
-    #[error("cannot work out an address other nodes can reach: {0}")]
+    #[error("the cluster database: {0}")]
+    Db(#[from] minotaur_cluster::DbError),
+    #[error("cannot work out an address players can reach: {0}")]
     Advertise(String),
+}
+
+/// The websocket URL of a node whose player address is `addr` (`host:port`).
+pub fn ws_url(addr: &str) -> String {
+    format!("ws://{addr}/ws")
 }

@@ -1,203 +1,132 @@
-//! Crash takeover: when a node disappears from membership, every session whose replica is
-//! held here with that node as owner, and for which this node ranks first among the live
-//! serving nodes, is claimed at epoch + 1 with a majority of votes ([`may_promote`]; this
-//! node's own vote is cast by the node task, which owns the [`minotaur_cluster::Voter`]).
-//! The sessions of one dead owner are claimed together: one vote request per voter and
-//! round carries all of them (`VoteBatch`; one `VoteRequest` each for voters that speak
-//! only protocol 1), and the voter persists its grants once per request. Sessions with a
-//! majority go to the node task to be promoted and started; the rest are asked again every
-//! [`RETRY`] (voters refuse until their lease promise to the dead owner has run out). The
-//! node task re-checks every second (`sweep`), so a claim that gave up is started again.
+//! The sweep: every sixth of a lease a serving node with a valid lease (1) claims the
+//! orphans it ranks first among the live serving nodes (rendezvous hashing, so the live
+//! nodes split a dead node's sessions without talking to each other; an orphan nobody
+//! claimed within two leases is claimed by anyone), and (2) starts every session the
+//! directory names it the owner of but it does not run yet (hand-offs to it; the LISTEN
+//! task wakes the sweep at once when one arrives). Claims are compare-and-set of
+//! `(owner, epoch)` (`Db::claim`), so two claimants never both win.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use futures_util::{stream, StreamExt};
-use minotaur_cluster::{ownership::may_promote, Member, PeerMsg};
-use tokio::{
-    sync::{mpsc, oneshot},
-    time::Instant,
-};
+use futures_util::StreamExt;
+use minotaur_cluster::{placement, Claim};
 
-use super::ClusterHandle;
+use super::{ClusterHandle, NodeState};
 
-/// Requests from takeover tasks to the node task.
-pub enum NodeCmd {
-    /// Cast this node's own votes for taking `sessions` (with their new epochs) from
-    /// `owner`; answers with the sessions granted (persisted before the answer).
-    Vote {
-        owner: String,
-        sessions: Vec<(String, u64)>,
-        reply: oneshot::Sender<Vec<String>>,
-    },
-    /// A majority voted: promote each replica to `(this node, epoch)` and serve it, if it
-    /// still names `owner` at an older epoch.
-    Promote {
-        owner: String,
-        sessions: Vec<(String, u64)>,
-    },
-    /// Claims ended (promoted or gave up): the sweep may claim these sessions again.
-    ClaimDone { sessions: Vec<String> },
-    /// List the replicas held here (for `/api/cluster`).
-    Replicas {
-        reply: oneshot::Sender<Vec<super::node::ReplicaView>>,
-    },
+/// Sessions started at once (instantiation and restore are CPU work; loads overlap).
+const ACTIVATE_PARALLEL: usize = 16;
+/// Most orphans looked at in one sweep.
+const SWEEP_LIMIT: i64 = 5000;
+
+pub(super) async fn sweep_loop(h: ClusterHandle) {
+    let every = h.timing().sweep_every();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = h.sweep_now().notified() => {}
+        }
+        match h.state() {
+            NodeState::Stopped => return,
+            NodeState::Serving if h.gate().valid() => {}
+            _ => continue,
+        }
+        if let Err(e) = sweep(&h).await {
+            tracing::debug!(error = %e, "cluster: sweep failed; the next one tries again");
+        }
+    }
 }
 
-/// Gives up on a takeover claim after this long; the node's sweep starts a new one while the
-/// owner is still gone.
-const GIVE_UP: Duration = Duration::from_secs(15);
-
-/// Pause between vote rounds for the sessions still short of a majority.
-const RETRY: Duration = Duration::from_millis(50);
-
-/// How long one vote request waits for its answer.
-const VOTE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Asks for votes until a majority of `voters` granted each of `sessions` (`(session, new
-/// epoch)`, all owned by `owner`), telling the node task to promote them as they get there.
-pub async fn claim(
-    cluster: ClusterHandle,
-    cmds: mpsc::UnboundedSender<NodeCmd>,
-    owner: String,
-    sessions: Vec<(String, u64)>,
-    voters: usize,
-) {
-    let started = Instant::now();
-    let me = cluster.node_id().to_owned();
-    // session → (epoch, voters that granted it)
-    let mut open: HashMap<String, (u64, Vec<String>)> = sessions
-        .into_iter()
-        .map(|(s, e)| (s, (e, Vec::new())))
-        .collect();
-    let mut rounds = 0u32;
-    while !open.is_empty() && started.elapsed() < GIVE_UP {
-        rounds += 1;
-        let wanted_by = |node: &str| -> Vec<(String, u64)> {
-            open.iter()
-                .filter(|(_, (_, granted))| !granted.iter().any(|g| g == node))
-                .map(|(s, (e, _))| (s.clone(), *e))
-                .collect()
-        };
-        let own = wanted_by(&me);
-        let own = async {
-            if own.is_empty() {
-                return Vec::new();
-            }
-            let (reply, rx) = oneshot::channel();
-            let _ = cmds.send(NodeCmd::Vote {
-                owner: owner.clone(),
-                sessions: own,
-                reply,
-            });
-            rx.await.unwrap_or_default()
-        };
-        let remote = cluster
-            .members()
+async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
+    let timing = h.timing();
+    let orphans = h.db().orphans(timing.takeover_grace(), SWEEP_LIMIT).await?;
+    if !orphans.is_empty() {
+        let live: Vec<String> = h
+            .db()
+            .nodes()
+            .await?
             .into_iter()
-            .filter(|m| m.id != me && m.id != owner)
-            .map(|m| {
-                let want = wanted_by(&m.id);
-                let (cluster, owner) = (cluster.clone(), owner.clone());
-                async move {
-                    let granted = ask(&cluster, &m, &owner, want).await;
-                    (m.id, granted)
-                }
-            })
-            .collect::<Vec<_>>();
-        let (own, remote) = tokio::join!(own, futures_util::future::join_all(remote));
-        for (voter, granted) in std::iter::once((me.clone(), own)).chain(remote) {
-            for s in granted {
-                if let Some((_, g)) = open.get_mut(&s) {
-                    if !g.contains(&voter) {
-                        g.push(voter.clone());
-                    }
-                }
-            }
-        }
-        let ready: Vec<(String, u64)> = open
-            .iter()
-            .filter(|(_, (_, g))| may_promote(g.len(), voters))
-            .map(|(s, (e, _))| (s.clone(), *e))
+            .filter(|n| n.serving())
+            .map(|n| n.id)
             .collect();
-        if !ready.is_empty() {
-            for (s, _) in &ready {
-                open.remove(s);
+        let anyone_after = (timing.lease * 2).as_millis() as i64;
+        let mine: Vec<Claim> = orphans
+            .into_iter()
+            .filter(|o| {
+                o.orphaned_ms > anyone_after
+                    || placement::rank(&o.session, &live).first() == Some(&h.node_id())
+            })
+            .map(|o| Claim {
+                session: o.session,
+                owner: o.owner,
+                epoch: o.epoch,
+            })
+            .collect();
+        if !mine.is_empty() {
+            let from: Vec<String> = mine.iter().map(|c| c.owner.clone()).collect();
+            let won = h.db().claim(h.node_id(), &mine).await?;
+            if !won.is_empty() {
+                let mut from = from;
+                from.sort();
+                from.dedup();
+                tracing::info!(claimed = won.len(), of = mine.len(), from = ?from, "takeover: claimed sessions of nodes whose lease ran out");
+                activate_all(h, won, "takeover").await;
             }
-            tracing::info!(
-                %owner,
-                sessions = ready.len(),
-                left = open.len(),
-                voters,
-                rounds,
-                took_ms = started.elapsed().as_millis() as u64,
-                "takeover: majority reached"
-            );
-            let done = ready.iter().map(|(s, _)| s.clone()).collect();
-            let _ = cmds.send(NodeCmd::Promote {
-                owner: owner.clone(),
-                sessions: ready,
-            });
-            let _ = cmds.send(NodeCmd::ClaimDone { sessions: done });
         }
-        if open.is_empty() {
-            return;
-        }
-        // Voters refuse while they may still owe the dead owner a lease; ask again soon.
-        tokio::time::sleep(RETRY).await;
     }
-    tracing::warn!(%owner, sessions = open.len(), voters, "takeover: no majority yet; the next sweep tries again");
-    let _ = cmds.send(NodeCmd::ClaimDone {
-        sessions: open.into_keys().collect(),
-    });
+    // Hand-offs to this node (and anything it owns but does not run).
+    let owned = h.db().owned(h.node_id()).await?;
+    let missing: Vec<(String, i64)> = owned
+        .into_iter()
+        .filter(|(id, _)| h.registry().get(id).is_none())
+        .collect();
+    if !missing.is_empty() {
+        activate_all(h, missing, "handoff").await;
+    }
+    Ok(())
 }
 
-/// One voter's grants among `want`: one `VoteBatch` if it speaks protocol 2, else one
-/// `VoteRequest` per session (a few in flight at once). Unanswered requests grant nothing.
-async fn ask(
-    cluster: &ClusterHandle,
-    voter: &Member,
-    owner: &str,
-    want: Vec<(String, u64)>,
-) -> Vec<String> {
-    if want.is_empty() {
-        return Vec::new();
-    }
-    let net = cluster.net();
-    let candidate = cluster.node_id().to_owned();
-    if voter.batches() {
-        let msg = PeerMsg::VoteBatch {
-            owner: owner.to_owned(),
-            candidate,
-            sessions: want,
-        };
-        return match net
-            .request(&voter.id, voter.peer_addr, msg, VOTE_TIMEOUT)
-            .await
-        {
-            Ok(PeerMsg::Votes { granted }) => granted,
-            _ => Vec::new(),
-        };
-    }
-    stream::iter(want)
-        .map(|(session, epoch)| {
-            let msg = PeerMsg::VoteRequest {
-                session: session.clone(),
-                epoch,
-                owner: owner.to_owned(),
-                candidate: candidate.clone(),
+/// Activates `sessions` (id, epoch held now), a few at a time; failures are logged.
+pub(super) async fn activate_all(h: &ClusterHandle, sessions: Vec<(String, i64)>, why: &str) {
+    futures_util::stream::iter(sessions)
+        .map(|(id, epoch)| async move {
+            let Some(_guard) = h.begin_activation(&id) else {
+                return;
             };
-            async move {
-                match net
-                    .request(&voter.id, voter.peer_addr, msg, VOTE_TIMEOUT)
-                    .await
-                {
-                    Ok(PeerMsg::Vote { granted: true }) => Some(session),
-                    _ => None,
-                }
+            if let Err(e) = h.activate(&id, epoch, why).await {
+                tracing::warn!(session = %id, epoch, why, error = %e, "session not started here");
             }
         })
-        .buffer_unordered(16)
-        .filter_map(|s| async move { s })
-        .collect()
-        .await
+        .buffer_unordered(ACTIVATE_PARALLEL)
+        .collect::<()>()
+        .await;
+}
+
+/// LISTENs for hand-off notifications naming this node and wakes the sweep at once
+/// (the sweep's own period is the fallback for a lost notification).
+pub(super) async fn listen_loop(h: ClusterHandle) {
+    loop {
+        if h.state() == NodeState::Stopped {
+            return;
+        }
+        match listen(&h).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster: hand-off listener lost its connection; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn listen(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
+    let mut l = h.db().handoff_listener().await?;
+    loop {
+        let node = l.recv().await?;
+        if h.state() == NodeState::Stopped {
+            return Ok(());
+        }
+        if node == h.node_id() {
+            h.sweep_now().notify_one();
+        }
+    }
 }

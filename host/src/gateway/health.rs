@@ -1,6 +1,7 @@
 //! Health checks for orchestrators: `/healthz` (the process runs) and
 //! `/readyz` (the node takes players; 503 once shutdown has begun, and in a
-//! cluster also while joining or draining).
+//! cluster also while joining, draining, or without a valid lease — the database
+//! unreachable or the node just woken from a pause).
 
 use axum::{extract::State, http::StatusCode};
 
@@ -16,7 +17,9 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, &'static str) {
     } else if let Some(c) = app.cluster.as_ref().filter(|c| !c.is_ready()) {
         let why = match c.state() {
             crate::cluster::NodeState::Joining => "joining the cluster",
-            _ => "draining",
+            crate::cluster::NodeState::Serving => "no valid lease (cluster database unreachable?)",
+            crate::cluster::NodeState::Draining => "draining",
+            crate::cluster::NodeState::Stopped => "stopped",
         };
         (StatusCode::SERVICE_UNAVAILABLE, why)
     } else {

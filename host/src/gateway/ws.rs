@@ -16,6 +16,7 @@ use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 
 use super::AppState;
+use crate::cluster::node::Route;
 use crate::{
     protocol::{
         decode_client, encode_server, peek_input_seq, value_to_msgpack, ClientMsg, Encoding,
@@ -296,13 +297,17 @@ impl Connection {
                 let conn = self.out.clone();
                 let result = match (session, game) {
                     (Some(id), _) => {
-                        let r = registry.join(&id, name, conn).await;
+                        let r = registry.join(&id, name.clone(), conn.clone()).await;
                         if matches!(r, Err(SessionError::UnknownSession(_))) {
-                            if let Some(flow) = self.elsewhere(Some(&id)).await {
-                                return flow;
+                            match self.elsewhere(Some(&id)).await {
+                                Some(Elsewhere::Moved(flow)) => return flow,
+                                // Handed here a moment ago: started now.
+                                Some(Elsewhere::Here) => registry.join(&id, name, conn).await,
+                                None => r,
                             }
+                        } else {
+                            r
                         }
-                        r
                     }
                     // Quick-match may start a session: not on a draining node.
                     (None, Some(_)) if self.draining() => return self.draining_error().await,
@@ -321,10 +326,14 @@ impl Connection {
                         .error(ErrorCode::AlreadySeated, "leave your seat first", None)
                         .await;
                 }
-                let result = self.app.registry.resume(&token, self.out.clone()).await;
+                let mut result = self.app.registry.resume(&token, self.out.clone()).await;
                 if matches!(result, Err(SessionError::BadToken)) {
-                    if let Some(flow) = self.elsewhere(token_session(&token)).await {
-                        return flow;
+                    match self.elsewhere(token_session(&token)).await {
+                        Some(Elsewhere::Moved(flow)) => return flow,
+                        Some(Elsewhere::Here) => {
+                            result = self.app.registry.resume(&token, self.out.clone()).await
+                        }
+                        None => {}
                     }
                 }
                 self.seated(result, Some(token)).await
@@ -413,12 +422,18 @@ impl Connection {
     }
 
     /// In a cluster, a session this node does not serve may live on another node: then
-    /// the player is told to go there (`moved`; a redirect, not a proxy). `None`: not found.
-    async fn elsewhere(&mut self, session: Option<&str>) -> Option<Flow> {
+    /// the player is told to go there (`moved`; a redirect, not a proxy). If the directory
+    /// names this node (a hand-off that just arrived) it is started here first (`Here`: try
+    /// again). `None`: the directory does not know it live.
+    async fn elsewhere(&mut self, session: Option<&str>) -> Option<Elsewhere> {
         let cluster = self.app.cluster.clone()?;
         let session = session?.to_owned();
-        let url = cluster.locate(&session).await?;
-        Some(self.send_flow(ServerMsg::Moved { session, url }).await)
+        match cluster.route(&session).await? {
+            Route::Here => Some(Elsewhere::Here),
+            Route::Moved(url) => Some(Elsewhere::Moved(
+                self.send_flow(ServerMsg::Moved { session, url }).await,
+            )),
+        }
     }
 
     async fn session_error(&mut self, e: SessionError, seq: Option<u64>) -> Flow {
@@ -429,4 +444,12 @@ impl Connection {
         }
         self.error(e.code(), e.to_string(), seq).await
     }
+}
+
+/// Where a session unknown to this node's registry turned out to be.
+enum Elsewhere {
+    /// Another node serves it: `moved` was sent.
+    Moved(Flow),
+    /// This node owns it and has just started it.
+    Here,
 }

@@ -102,6 +102,8 @@ pub fn spawn(
         ticker: Ticker::new(info.tick_hz),
         ended: false,
         moved_to: None,
+        owned_elsewhere: false,
+        registered: false,
         pending: Vec::new(),
         status: status_tx,
         doc,
@@ -189,6 +191,12 @@ struct Actor {
     /// Where the session went, once handed over or taken over elsewhere: inputs still
     /// queued here are answered with `moved` to it, not `session_ended`.
     moved_to: Option<String>,
+    /// Another node owns the session now (handed over or fenced): stopping here must not
+    /// delete it from the store.
+    owned_elsewhere: bool,
+    /// The session is in the cluster's directory (always, alone): a new session enters
+    /// it before its first write.
+    registered: bool,
     pending: Vec<Deferred>,
     status: watch::Sender<SessionStatus>,
     /// The session document: meta, seats and the last good state.
@@ -219,6 +227,9 @@ impl Actor {
         tracing::info!(session = %self.id, game = %self.game.name, "session started");
         crate::metrics::session_started(&self.game.name);
         let mut stop = false;
+        // An idle session learns that it was taken over (the node was paused, say) from
+        // the gate, not only at its next batch: it must not stay listed here.
+        let mut gate = self.persist.gate.as_ref().map(|g| g.subscribe());
         while !stop && !self.ended {
             let due = self.persist_due;
             let first = tokio::select! {
@@ -228,6 +239,12 @@ impl Actor {
                 },
                 () = self.ticker.wait() => Work::Tick,
                 () = sleep_until_due(due), if due.is_some() => Work::Flush,
+                () = gate_changed(&mut gate) => {
+                    if self.lost_now().await {
+                        break;
+                    }
+                    continue;
+                }
             };
             if !self.admitted().await {
                 break;
@@ -243,7 +260,9 @@ impl Actor {
             self.after_batch(stop).await;
         }
         self.status.send_modify(|s| s.ended = true);
-        if self.ended {
+        if self.owned_elsewhere {
+            // Nothing to write: the new owner has the session of record.
+        } else if self.ended {
             self.forget().await;
         } else if let Err(e) = self.commit().await {
             // Every handle is gone without a `Shutdown`: last chance to persist.
@@ -303,6 +322,18 @@ impl Actor {
         }
     }
 
+    /// The gate says another node owns this session now: stop like [`Actor::fenced`].
+    async fn lost_now(&mut self) -> bool {
+        let Some(gate) = self.persist.gate.clone() else {
+            return false;
+        };
+        if gate.check(&self.id, self.epoch) != Admission::Lost {
+            return false;
+        }
+        self.fenced(gate.locate(&self.id).await).await;
+        true
+    }
+
     /// Another node serves this session at a newer epoch: nothing more happens here. The
     /// players are sent there (or, if it cannot be found yet, disconnected so that they
     /// resume through any node) and this node's stale copy is removed.
@@ -326,6 +357,7 @@ impl Actor {
         }
         // Pending replies are dropped unanswered: nothing of this copy is acknowledged.
         self.pending.clear();
+        self.owned_elsewhere = true;
         self.ended = true;
     }
 
@@ -733,6 +765,15 @@ impl Actor {
                 durable::Planned::Nothing => Ok(()),
             }
         };
+        if matches!(durable, Err(super::persist::PersistError::Fenced)) {
+            // Taken over while this batch ran: nothing of it is acknowledged here.
+            let url = match self.persist.gate.clone() {
+                Some(gate) => gate.locate(&self.id).await,
+                None => None,
+            };
+            self.fenced(url).await;
+            return;
+        }
         let hand_off = self
             .pending
             .iter()
@@ -770,7 +811,7 @@ impl Actor {
     }
 
     /// The session is paused with everything acknowledged durable (and so in the
-    /// replication mirror); the drain syncs and hands it over, then decides.
+    /// database of record); the drain moves it to another node, then decides.
     async fn hand_off(
         &mut self,
         frozen: oneshot::Sender<()>,
@@ -786,10 +827,25 @@ impl Actor {
             for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
                 conn.send(msg.clone());
             }
-            tracing::info!(session = %self.id, "session handed over; stopping here");
-            // Stops the loop; `forget` drops it from this node's store.
+            tracing::info!(session = %self.id, epoch = self.epoch, "session handed over; stopping here");
+            // Stops the loop; the new owner has the session of record.
+            self.owned_elsewhere = true;
             self.ended = true;
         }
+    }
+}
+
+/// Waits until the gate's answers may have changed (never without a gate, or once the
+/// gate is gone).
+async fn gate_changed(gate: &mut Option<watch::Receiver<u64>>) {
+    match gate {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *gate = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -28,6 +28,8 @@ pub use registry::Registry;
 #[derive(Clone)]
 pub struct Persist {
     pub writer: StoreWriter,
+    /// Modules and game records (the embedded store, or the cluster database).
+    pub records: crate::records::Records,
     /// Written as `meta.owner_node`.
     pub node_id: Arc<str>,
     /// A guest snapshot larger than this is a guest failure (`snapshot_too_large`).
@@ -38,7 +40,7 @@ pub struct Persist {
     /// Longest progress with nothing to acknowledge (ticks) waits before it is
     /// written to the journal (see `actor`).
     pub persist_interval: std::time::Duration,
-    /// Longest the session document (Automerge: what replicas sync and what the
+    /// Longest the session document (Automerge: what a restart or a new owner loads, and what the
     /// store's base and chunks hold) trails the state made durable in the
     /// journal. Zero: every batch that writes anything writes the document.
     pub doc_interval: std::time::Duration,

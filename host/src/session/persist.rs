@@ -1,21 +1,32 @@
-//! The node's group-commit store writer: one blocking thread that collects the
-//! pending session writes of every actor and commits them in ONE redb
-//! transaction (one fsync), then completes each waiter. Session actors call
-//! [`StoreWriter::write`] after each batch and release acks only once it
-//! returns, so nothing acknowledged is ever lost. A cluster node sets a *tap*
-//! that sees each write once it is durable (replication feeds on it).
+//! The node's group-commit store writer: one writer that collects the pending session
+//! writes of every actor and commits them together, then completes each waiter. Session
+//! actors call [`StoreWriter::write`] after each batch and release acks only once it
+//! returns, so nothing acknowledged is ever lost.
+//!
+//! Two backends: alone, a blocking thread commits each group in ONE redb transaction (one
+//! fsync). In a cluster, a task commits each group in one PostgreSQL transaction, every
+//! write fenced on `(this node, the epoch the actor holds)` (`minotaur_cluster::writes`):
+//! a write that finds another owner is answered [`PersistError::Fenced`] and the actor
+//! stops. While the database is unreachable the group is retried (the actors' batches,
+//! and so their acks, wait: a pause for players, nothing lost).
 
-use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{mpsc as std_mpsc, Arc},
+    time::Duration,
+};
 
+use minotaur_cluster::{Db, FencedWrite};
 use minotaur_state::{SessionWrite, Store};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most writes gathered into one transaction.
 const MAX_GROUP: usize = 1024;
 
 struct Request {
     write: SessionWrite,
-    done: oneshot::Sender<Result<(), String>>,
+    epoch: u64,
+    done: oneshot::Sender<Result<(), PersistError>>,
 }
 
 /// Why a write did not become durable.
@@ -25,70 +36,118 @@ pub enum PersistError {
     Store(String),
     #[error("the store writer has stopped")]
     Stopped,
+    /// The directory names another owner or a newer epoch: this node no longer owns the
+    /// session, and nothing of this write happened.
+    #[error("fenced: the session is owned elsewhere now")]
+    Fenced,
 }
 
-/// Handle on the writer thread. Cheap to clone; the thread ends when the last
-/// handle is dropped (after committing what is queued).
+/// Where session writes go.
+#[derive(Clone)]
+pub enum Backend {
+    /// Single node: the embedded redb store.
+    Embedded(Store),
+    /// Cluster: the PostgreSQL directory, writes fenced on this node id.
+    Cluster { db: Db, node: Arc<str> },
+}
+
+/// Handle on the writer. Cheap to clone; the writer ends when the last handle is dropped
+/// (after committing what is queued).
 #[derive(Clone)]
 pub struct StoreWriter {
-    tx: std_mpsc::Sender<Request>,
-    store: Store,
-    tap: Arc<OnceLock<Tap>>,
+    tx: Sender,
+    backend: Backend,
+    /// `true` while the cluster writer cannot reach the database.
+    unavailable: watch::Receiver<bool>,
 }
 
-/// Called with every session write once it is durable, in each session's write order.
-pub type Tap = Box<dyn Fn(&SessionWrite) + Send + Sync>;
+#[derive(Clone)]
+enum Sender {
+    Thread(std_mpsc::Sender<Request>),
+    Task(mpsc::UnboundedSender<Request>),
+}
 
 impl StoreWriter {
-    /// Start the writer thread for `store`.
-    pub fn start(store: Store) -> StoreWriter {
-        let (tx, rx) = std_mpsc::channel::<Request>();
-        let thread_store = store.clone();
-        std::thread::Builder::new()
-            .name("minotaur-store-writer".into())
-            .spawn(move || run(thread_store, rx))
-            .expect("spawn the store writer thread");
+    /// Start the writer for `backend` (the cluster writer needs a tokio runtime).
+    pub fn start(backend: Backend) -> StoreWriter {
+        let (up_tx, unavailable) = watch::channel(false);
+        let tx = match &backend {
+            Backend::Embedded(store) => {
+                let (tx, rx) = std_mpsc::channel::<Request>();
+                let store = store.clone();
+                std::thread::Builder::new()
+                    .name("minotaur-store-writer".into())
+                    .spawn(move || run_embedded(store, rx))
+                    .expect("spawn the store writer thread");
+                Sender::Thread(tx)
+            }
+            Backend::Cluster { db, node } => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(run_cluster(db.clone(), node.clone(), rx, up_tx));
+                Sender::Task(tx)
+            }
+        };
         StoreWriter {
             tx,
-            store,
-            tap: Arc::new(OnceLock::new()),
+            backend,
+            unavailable,
         }
     }
 
-    /// Sets the tap (once; later calls are ignored). Must not block.
-    pub fn set_tap(&self, tap: Tap) {
-        let _ = self.tap.set(tap);
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
-    /// The store, for reads and for rare writes (modules, games, quarantine),
-    /// which callers run on a blocking thread.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The embedded store (single-node mode only).
+    pub fn store(&self) -> Option<&Store> {
+        match &self.backend {
+            Backend::Embedded(s) => Some(s),
+            Backend::Cluster { .. } => None,
+        }
     }
 
-    /// Queue `write` and wait until it is durable.
-    pub async fn write(&self, write: SessionWrite) -> Result<(), PersistError> {
+    /// `true` while the cluster database is unreachable for writes.
+    pub fn unavailable(&self) -> bool {
+        *self.unavailable.borrow()
+    }
+
+    /// Enters a brand-new session in the cluster's directory, owned by this node at epoch
+    /// 1, before its first write (alone: nothing to do). [`PersistError::Fenced`] if the id
+    /// is already taken.
+    pub async fn create_session(&self, id: &str, game: &str) -> Result<(), PersistError> {
+        let Backend::Cluster { db, node } = &self.backend else {
+            return Ok(());
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match db.create_session(id, game, node).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(PersistError::Fenced),
+                Err(e) if e.is_unavailable() => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(PersistError::Store(e.to_string())),
+            }
+        }
+    }
+
+    /// Queue `write` of a session held at `epoch` and wait until it is durable.
+    pub async fn write(&self, write: SessionWrite, epoch: u64) -> Result<(), PersistError> {
         let (done, rx) = oneshot::channel();
-        // Journal entries stay local (replicas sync from the document): no copy for the tap.
-        let copy = self
-            .tap
-            .get()
-            .filter(|_| !matches!(write, SessionWrite::Journal { .. }))
-            .map(|_| write.clone());
-        self.tx
-            .send(Request { write, done })
-            .map_err(|_| PersistError::Stopped)?;
-        rx.await
-            .map_err(|_| PersistError::Stopped)?
-            .map_err(PersistError::Store)?;
-        if let (Some(tap), Some(w)) = (self.tap.get(), copy) {
-            tap(&w);
+        let req = Request { write, epoch, done };
+        let sent = match &self.tx {
+            Sender::Thread(tx) => tx.send(req).is_ok(),
+            Sender::Task(tx) => tx.send(req).is_ok(),
+        };
+        if !sent {
+            return Err(PersistError::Stopped);
         }
-        Ok(())
+        rx.await.map_err(|_| PersistError::Stopped)?
     }
 }
 
-fn run(store: Store, rx: std_mpsc::Receiver<Request>) {
+fn run_embedded(store: Store, rx: std_mpsc::Receiver<Request>) {
     let mut group: Vec<Request> = Vec::new();
     // Blocks for the first request, then takes whatever else queued up while
     // the previous transaction was committing: the group grows with the load.
@@ -103,13 +162,101 @@ fn run(store: Store, rx: std_mpsc::Receiver<Request>) {
         let (writes, waiters): (Vec<SessionWrite>, Vec<_>) =
             group.drain(..).map(|r| (r.write, r.done)).unzip();
         let started = std::time::Instant::now();
-        let result = store.write_sessions(&writes).map_err(|e| e.to_string());
+        let result = store
+            .write_sessions(&writes)
+            .map_err(|e| PersistError::Store(e.to_string()));
         crate::metrics::store_write(started.elapsed());
         if let Err(e) = &result {
             tracing::error!(error = %e, writes = writes.len(), "store group commit failed");
         }
         for done in waiters {
             let _ = done.send(result.clone());
+        }
+    }
+}
+
+async fn run_cluster(
+    db: Db,
+    node: Arc<str>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    unavailable: watch::Sender<bool>,
+) {
+    // A session's second write waits for the next group (a group holds one per session).
+    let mut carry: VecDeque<Request> = VecDeque::new();
+    loop {
+        let first = match carry.pop_front() {
+            Some(r) => r,
+            None => match rx.recv().await {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        seen.insert(first.write.session().to_owned());
+        let mut group = vec![first];
+        let mut later = VecDeque::new();
+        while group.len() < MAX_GROUP {
+            let next = match carry.pop_front() {
+                Some(r) => r,
+                None => match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            if seen.insert(next.write.session().to_owned()) {
+                group.push(next);
+            } else {
+                later.push_back(next);
+            }
+        }
+        later.extend(carry.drain(..));
+        carry = later;
+        let writes: Vec<FencedWrite> = group
+            .iter()
+            .map(|r| FencedWrite {
+                epoch: r.epoch,
+                write: r.write.clone(),
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        let result = loop {
+            match db.write_sessions(&node, &writes).await {
+                Err(e) if e.is_unavailable() => {
+                    if !*unavailable.borrow() {
+                        tracing::warn!(error = %e, writes = writes.len(), "database unreachable; holding writes (and their acks) until it is back");
+                        let _ = unavailable.send(true);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => break other,
+            }
+        };
+        if *unavailable.borrow() {
+            tracing::info!(
+                held_ms = started.elapsed().as_millis() as u64,
+                "database reachable again; writes resume"
+            );
+            let _ = unavailable.send(false);
+        }
+        crate::metrics::store_write(started.elapsed());
+        match result {
+            Ok(applied) => {
+                for (r, ok) in group.into_iter().zip(applied) {
+                    let _ = r.done.send(if ok {
+                        Ok(())
+                    } else {
+                        Err(PersistError::Fenced)
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = writes.len(), "database group commit failed");
+                for r in group {
+                    let _ = r.done.send(Err(PersistError::Store(e.to_string())));
+                }
+            }
         }
     }
 }

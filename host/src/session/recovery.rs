@@ -11,7 +11,7 @@ use minotaur_runtime::Runtime;
 use minotaur_state::{Journal, SessionDoc, Store, StoreError};
 
 use super::{actor, Registry};
-use crate::catalog::{self, Game};
+use crate::catalog::Game;
 
 /// What recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,13 +24,16 @@ pub struct Recovered {
 
 /// Restore every stored session into `registry`.
 pub async fn restore_all(registry: &Registry, runtime: &Runtime) -> Result<Recovered, StoreError> {
-    let store = registry.persist().writer.store().clone();
+    let Some(store) = registry.persist().writer.store().cloned() else {
+        // In a cluster, the node's sessions come back through the directory.
+        return Ok(Recovered::default());
+    };
     let rt = runtime.clone();
     let (loaded, mut report) = tokio::task::spawn_blocking(move || load_all(&store, &rt))
         .await
         .expect("session loading panicked")?;
     for (id, doc, journal, game) in loaded {
-        match actor::resume_stored(doc, journal, game, registry.persist().clone()) {
+        match actor::resume_stored(doc, journal, game, registry.persist().clone(), None) {
             Ok((handle, task, tokens)) => {
                 registry.insert(handle, task, &tokens);
                 report.restored.push(id);
@@ -86,7 +89,18 @@ fn load_all(store: &Store, runtime: &Runtime) -> Result<(Loaded, Recovered), Sto
             }
             Err(e) => return Err(e),
         };
-        match catalog::load_module(runtime, store, &meta.module_hash) {
+        let module = match minotaur_runtime::ModuleHash::from_hex(&meta.module_hash)
+            .ok()
+            .and_then(|h| runtime.get(&h))
+        {
+            Some(m) => Ok(m),
+            None => match store.get_module(&meta.module_hash) {
+                Ok(Some(bytes)) => runtime.load(&bytes).map_err(|e| e.to_string()),
+                Ok(None) => Err(format!("module {} is not in the store", meta.module_hash)),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match module {
             Ok(module) => loaded.push((
                 id,
                 doc,

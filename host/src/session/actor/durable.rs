@@ -63,14 +63,21 @@ pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> S
 /// store's `journal` entry, which is newer when there is one — and every seat
 /// back (disconnected). Returns the handle, the actor task and the seats'
 /// token hashes for the registry's index.
+///
+/// `epoch`: the ownership epoch this node now holds it at (in a cluster, the directory's
+/// after the claim or hand-off; alone, `None` keeps the document's).
 pub fn resume_stored(
     doc: SessionDoc,
     journal: Option<Journal>,
     game: Game,
     persist: Persist,
+    epoch: Option<u64>,
 ) -> Result<(SessionHandle, JoinHandle<()>, Vec<TokenHash>), SessionError> {
     let corrupt = |e: minotaur_state::StateError| SessionError::Internal(e.to_string());
     let mut meta = doc.meta().map_err(corrupt)?;
+    if let Some(e) = epoch {
+        meta.epoch = e;
+    }
     let records = doc.seats().map_err(corrupt)?;
     let from_journal = journal.is_some();
     let state = match journal {
@@ -136,6 +143,8 @@ pub fn resume_stored(
         ticker,
         ended: false,
         moved_to: None,
+        owned_elsewhere: false,
+        registered: true,
         pending: Vec::new(),
         status: status_tx,
         doc,
@@ -146,7 +155,7 @@ pub fn resume_stored(
         // Seats are now all disconnected.
         seats_dirty: true,
         removed_seats: Vec::new(),
-        // A journal's state reaches the document (and so the replicas) within
+        // A journal's state reaches the document within
         // `doc_interval` even if no batch ever comes.
         persist_due: from_journal.then(tokio::time::Instant::now),
         last_persist: tokio::time::Instant::now(),
@@ -172,9 +181,7 @@ impl Actor {
         meta.module_hash = self.game.module.hash().to_hex();
         meta.rules_version = self.rules_version;
         meta.owner_node = self.persist.node_id.to_string();
-        if meta.epoch == 0 {
-            meta.epoch = PLACEHOLDER_EPOCH;
-        }
+        meta.epoch = self.epoch;
         meta.tick = self.ticker.n;
         meta.tick_hz = self.ticker.hz.unwrap_or(info.tick_hz);
         meta.next_player = self.next_player;
@@ -225,7 +232,7 @@ impl Actor {
         };
         self.persist_due = None;
         self.last_journal = tokio::time::Instant::now();
-        let result = self.persist.writer.write(write).await;
+        let result = self.persist.writer.write(write, self.epoch).await;
         match &result {
             Ok(()) => {
                 // The state is durable; the document still lacks it (`state_dirty`
@@ -234,6 +241,7 @@ impl Actor {
                 self.persist_due = Some(self.last_persist + self.persist.doc_interval);
                 self.status.send_modify(|s| s.tick = self.ticker.n);
             }
+            Err(PersistError::Fenced) => {}
             Err(e) => {
                 tracing::error!(session = %self.id, error = %e, "journal entry not persisted")
             }
@@ -249,6 +257,13 @@ impl Actor {
             return Ok(());
         }
         self.last_persist = tokio::time::Instant::now();
+        if !self.registered {
+            self.persist
+                .writer
+                .create_session(&self.id, &self.game.name)
+                .await?;
+            self.registered = true;
+        }
         let meta = self.meta();
         self.doc.set_meta(&meta);
         if self.seats_dirty {
@@ -293,7 +308,7 @@ impl Actor {
             }
             SessionWrite::Append { session, chunk }
         };
-        let result = self.persist.writer.write(write).await;
+        let result = self.persist.writer.write(write, self.epoch).await;
         match &result {
             Ok(()) => {
                 self.saved_base = true;
@@ -302,6 +317,7 @@ impl Actor {
                 // Listings show the durable tick.
                 self.status.send_modify(|s| s.tick = self.ticker.n);
             }
+            Err(PersistError::Fenced) => {}
             Err(e) => {
                 tracing::error!(session = %self.id, error = %e, "session not persisted");
                 // Write everything again next time: a full save cannot
@@ -317,7 +333,7 @@ impl Actor {
         let write = SessionWrite::Delete {
             session: self.id.clone(),
         };
-        if let Err(e) = self.persist.writer.write(write).await {
+        if let Err(e) = self.persist.writer.write(write, self.epoch).await {
             tracing::warn!(session = %self.id, error = %e, "ended session not removed from the store");
         }
     }

@@ -1,0 +1,112 @@
+//! The database handle: a connection pool, the schema migrations embedded in the binary
+//! (`cluster/migrations/`), and the refusal to run against a schema newer than this build
+//! knows (a rolled-back binary must not write rows it does not understand). Used by
+//! `minotaur serve --database-url` at start and by `minotaur migrate`.
+
+use std::time::Duration;
+
+use sqlx::{migrate::Migrator, postgres::PgPoolOptions, PgPool};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migrating the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the database schema is at version {found}, newer than this build knows ({known}); \
+         run a newer minotaur binary (rolling back the binary needs the schema rolled back first)"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("stored {what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+impl DbError {
+    /// The database could not be reached or the connection broke: worth retrying, and
+    /// nothing is known to have been written.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DbError::Sql(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        ) || matches!(self, DbError::Sql(sqlx::Error::Database(e))
+            // admin_shutdown, crash_shutdown, cannot_connect_now
+            if matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+    }
+}
+
+/// A handle on the cluster database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// A pool for `url` (`postgres://user:pass@host:port/db`, or a unix socket with
+    /// `?host=/path`). Connects lazily, so a node starts even while the database is down;
+    /// the first query says whether it is there.
+    pub fn connect_lazy(url: &str) -> Result<Db, DbError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy(url)?;
+        Ok(Db { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The newest schema version this build knows.
+    pub fn known_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// The newest schema version applied to the database (0: none).
+    pub async fn schema_version(&self) -> Result<i64, DbError> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        if !exists {
+            return Ok(0);
+        }
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Applies the migrations this build has and the database lacks (under sqlx's advisory
+    /// lock, so nodes starting together migrate once). Refuses a newer schema.
+    pub async fn migrate(&self) -> Result<i64, DbError> {
+        let (found, known) = (self.schema_version().await?, Db::known_version());
+        if found > known {
+            return Err(DbError::SchemaTooNew { found, known });
+        }
+        MIGRATOR.run(&self.pool).await?;
+        Ok(known)
+    }
+
+    /// `SELECT 1`: is the database there?
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Milliseconds of a duration, as PostgreSQL intervals are built here
+/// (`$n * interval '1 millisecond'`).
+pub(crate) fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}

@@ -1,0 +1,280 @@
+//! The session directory (`minotaur_sessions`): which node owns each session at which
+//! epoch, and the session's document of record. Ownership only ever moves by
+//! compare-and-set — a takeover claim names the old `(owner, epoch)`, a hand-off names
+//! this node's own — and every move increments the epoch, so a write fenced on the old
+//! pair finds nothing (see [`crate::writes`] and [`crate::ownership`]).
+
+use std::time::Duration;
+
+use minotaur_state::Journal;
+
+use crate::db::{millis, Db, DbError};
+
+/// The channel a node listens on; the payload is the id of the node that was handed
+/// sessions.
+pub const HANDOFF_CHANNEL: &str = "minotaur_handoff";
+
+/// Where a session is, as the directory says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub owner: String,
+    pub epoch: i64,
+    pub ended: bool,
+    /// The owner's player address (`host:port`), if its node row exists.
+    pub url: Option<String>,
+    /// The owner's lease is valid and it has not stopped.
+    pub owner_live: bool,
+}
+
+/// A live session whose owner's lease has run out (or who stopped, or has no row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub session: String,
+    pub owner: String,
+    pub epoch: i64,
+    /// How long ago the owner's lease expired.
+    pub orphaned_ms: i64,
+}
+
+/// One compare-and-set of a takeover: move `session` from `(owner, epoch)` to the claimant
+/// at `epoch + 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub session: String,
+    pub owner: String,
+    pub epoch: i64,
+}
+
+/// A session's document of record as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub owner: String,
+    pub epoch: i64,
+    pub ended: bool,
+    /// The full save followed by every incremental save (Automerge loads them as one).
+    pub doc: Option<Vec<u8>>,
+    /// Newer than `doc` when present.
+    pub journal: Option<Journal>,
+}
+
+/// `locate`'s row: owner, epoch, ended, the owner's address, whether it is live.
+type LocatedRow = (String, i64, bool, Option<String>, Option<bool>);
+/// `load_session`'s row: owner, epoch, ended, full save, journal.
+type StoredRow = (String, i64, bool, Option<Vec<u8>>, Option<Vec<u8>>);
+
+impl Db {
+    /// Enters a new session owned by `owner` at epoch 1. `false` if the id is taken.
+    pub async fn create_session(&self, id: &str, game: &str, owner: &str) -> Result<bool, DbError> {
+        let r = sqlx::query(
+            "INSERT INTO minotaur_sessions (id, game, owner, epoch) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(game)
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Where `session` is, or `None` if the directory has never heard of it.
+    pub async fn locate(&self, session: &str) -> Result<Option<Located>, DbError> {
+        let row: Option<LocatedRow> = sqlx::query_as(
+            "SELECT s.owner, s.epoch, s.ended, n.url,
+                    n.lease_expires > now() AND n.status <> 'stopped'
+             FROM minotaur_sessions s LEFT JOIN minotaur_nodes n ON n.id = s.owner
+             WHERE s.id = $1",
+        )
+        .bind(session)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(owner, epoch, ended, url, live)| Located {
+            owner,
+            epoch,
+            ended,
+            url,
+            owner_live: live.unwrap_or(false),
+        }))
+    }
+
+    /// Live sessions whose owner's lease expired more than `grace` ago (database time), whose
+    /// owner stopped, or whose owner has no row. `limit` bounds one sweep.
+    pub async fn orphans(&self, grace: Duration, limit: i64) -> Result<Vec<Orphan>, DbError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT s.id, s.owner, s.epoch,
+                    COALESCE((extract(epoch FROM now() - n.lease_expires) * 1000)::bigint, 1000000)
+             FROM minotaur_sessions s LEFT JOIN minotaur_nodes n ON n.id = s.owner
+             WHERE NOT s.ended
+               AND (n.id IS NULL OR n.status = 'stopped'
+                    OR n.lease_expires < now() - $1 * interval '1 millisecond')
+             ORDER BY s.id LIMIT $2",
+        )
+        .bind(millis(grace))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(session, owner, epoch, orphaned_ms)| Orphan {
+                session,
+                owner,
+                epoch,
+                orphaned_ms,
+            })
+            .collect())
+    }
+
+    /// Takes over `claims` for `me`, each only if still at its `(owner, epoch)`. Returns the
+    /// sessions won, with their new epoch.
+    pub async fn claim(&self, me: &str, claims: &[Claim]) -> Result<Vec<(String, i64)>, DbError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = claims.iter().map(|c| c.session.as_str()).collect();
+        let owners: Vec<&str> = claims.iter().map(|c| c.owner.as_str()).collect();
+        let epochs: Vec<i64> = claims.iter().map(|c| c.epoch).collect();
+        let won = sqlx::query_as(
+            "UPDATE minotaur_sessions s SET owner = $4, epoch = s.epoch + 1, updated_at = now()
+             FROM unnest($1::text[], $2::text[], $3::int8[]) AS c(id, owner, epoch)
+             WHERE s.id = c.id AND s.owner = c.owner AND s.epoch = c.epoch AND NOT s.ended
+             RETURNING s.id, s.epoch",
+        )
+        .bind(&ids)
+        .bind(&owners)
+        .bind(&epochs)
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(won)
+    }
+
+    /// Hands `sessions` (id, epoch held by `me`) to `target` at `epoch + 1`, and tells the
+    /// target (NOTIFY, delivered at commit). Returns the sessions moved, with new epochs.
+    pub async fn hand_off(
+        &self,
+        me: &str,
+        target: &str,
+        sessions: &[(String, i64)],
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        let ids: Vec<&str> = sessions.iter().map(|(s, _)| s.as_str()).collect();
+        let epochs: Vec<i64> = sessions.iter().map(|(_, e)| *e).collect();
+        let mut tx = self.pool().begin().await?;
+        let moved: Vec<(String, i64)> = sqlx::query_as(
+            "UPDATE minotaur_sessions s SET owner = $4, epoch = s.epoch + 1, updated_at = now()
+             FROM unnest($1::text[], $2::int8[]) AS c(id, epoch)
+             WHERE s.id = c.id AND s.owner = $3 AND s.epoch = c.epoch AND NOT s.ended
+             RETURNING s.id, s.epoch",
+        )
+        .bind(&ids)
+        .bind(&epochs)
+        .bind(me)
+        .bind(target)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(HANDOFF_CHANNEL)
+            .bind(target)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// A restarted node takes back what its id still owns, at a new epoch (so anything a
+    /// previous process with this id might still write is fenced). Returns (id, epoch).
+    pub async fn reclaim_own(&self, me: &str) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query_as(
+            "UPDATE minotaur_sessions SET epoch = epoch + 1, updated_at = now()
+             WHERE owner = $1 AND NOT ended RETURNING id, epoch",
+        )
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// Every live session the directory names `me` the owner of, with its epoch.
+    pub async fn owned(&self, me: &str) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query_as(
+            "SELECT id, epoch FROM minotaur_sessions WHERE owner = $1 AND NOT ended ORDER BY id",
+        )
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// The directory's `(owner, epoch)` of each of `sessions` (missing ones are left out).
+    pub async fn owners(
+        &self,
+        sessions: &[String],
+    ) -> Result<Vec<(String, String, i64, bool)>, DbError> {
+        let rows = sqlx::query_as(
+            "SELECT id, owner, epoch, ended FROM minotaur_sessions WHERE id = ANY($1)",
+        )
+        .bind(sessions)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
+    /// The stored session: directory row, document (full save + chunks in order) and journal.
+    pub async fn load_session(&self, session: &str) -> Result<Option<StoredSession>, DbError> {
+        let mut tx = self.pool().begin().await?;
+        let row: Option<StoredRow> = sqlx::query_as(
+            "SELECT owner, epoch, ended, doc, journal FROM minotaur_sessions WHERE id = $1",
+        )
+        .bind(session)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((owner, epoch, ended, doc, journal)) = row else {
+            return Ok(None);
+        };
+        let chunks: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT chunk FROM minotaur_session_chunks WHERE session = $1 ORDER BY seq",
+        )
+        .bind(session)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let doc = doc.map(|mut bytes| {
+            for (c,) in chunks {
+                bytes.extend_from_slice(&c);
+            }
+            bytes
+        });
+        let journal = match journal {
+            None => None,
+            Some(bytes) => Some(Journal::decode(&bytes).ok_or_else(|| DbError::Corrupt {
+                what: format!("journal of session {session}"),
+                reason: "shorter than its tick".into(),
+            })?),
+        };
+        Ok(Some(StoredSession {
+            owner,
+            epoch,
+            ended,
+            doc,
+            journal,
+        }))
+    }
+}
+
+/// Notifications of hand-offs (the payload: the receiving node's id).
+pub struct HandoffListener(sqlx::postgres::PgListener);
+
+impl HandoffListener {
+    /// The id of the next node handed sessions.
+    pub async fn recv(&mut self) -> Result<String, DbError> {
+        Ok(self.0.recv().await?.payload().to_owned())
+    }
+}
+
+impl Db {
+    /// LISTENs on the hand-off channel (its own connection, outside the pool's count).
+    pub async fn handoff_listener(&self) -> Result<HandoffListener, DbError> {
+        let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
+        l.listen(HANDOFF_CHANNEL).await?;
+        Ok(HandoffListener(l))
+    }
+}

@@ -1,0 +1,61 @@
+//! Modules by content hash and the games catalogue in the cluster database, so that any
+//! node can load any session's module and every node offers the same games. Written on
+//! publish and when a node brings a module from its games directory; read at start and
+//! when a session arrives whose module this node has not seen.
+
+use minotaur_state::GameRecord;
+
+use crate::db::{Db, DbError};
+
+impl Db {
+    /// Stores `wasm` under its hash (a no-op if present: content-addressed).
+    pub async fn put_module(&self, hash: &str, wasm: &[u8]) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO minotaur_modules (hash, wasm) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(hash)
+        .bind(wasm)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_module(&self, hash: &str) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT wasm FROM minotaur_modules WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn set_game(&self, name: &str, rec: &GameRecord) -> Result<(), DbError> {
+        let bytes = rmp_serde::to_vec_named(rec).expect("a GameRecord always serializes");
+        sqlx::query(
+            "INSERT INTO minotaur_games (name, record) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+        )
+        .bind(name)
+        .bind(bytes)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Every game record, by name.
+    pub async fn games(&self) -> Result<Vec<(String, GameRecord)>, DbError> {
+        let rows: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT name, record FROM minotaur_games ORDER BY name")
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter()
+            .map(|(name, bytes)| {
+                let rec = rmp_serde::from_slice(&bytes).map_err(|e| DbError::Corrupt {
+                    what: format!("game record {name}"),
+                    reason: e.to_string(),
+                })?;
+                Ok((name, rec))
+            })
+            .collect()
+    }
+}

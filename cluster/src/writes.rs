@@ -1,0 +1,163 @@
+//! The fenced group commit: many sessions' writes in ONE transaction, each applied only if
+//! the directory still names this node the owner at the write's epoch. A write that finds
+//! another owner (or a newer epoch) changes nothing and is reported as fenced; the others
+//! in the group still commit. The node's writer calls [`Db::write_sessions`]; its acks
+//! leave only after it returns, so a stale owner can never acknowledge anything.
+//!
+//! Invariants: a group holds at most one write per session (the writer keeps a session's
+//! writes in separate groups, in order); every statement is `... WHERE owner = $me AND
+//! epoch = <write's epoch>`, evaluated under the row lock that a concurrent takeover
+//! claim also takes, so the claim and the write are ordered and the loser sees it.
+
+use std::collections::HashSet;
+
+use minotaur_state::SessionWrite;
+
+use crate::db::{Db, DbError};
+
+/// One session write, fenced on the epoch the writer holds the session at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencedWrite {
+    pub epoch: u64,
+    pub write: SessionWrite,
+}
+
+impl Db {
+    /// Commits `writes` for owner `me` in one transaction. Returns, per write in order,
+    /// whether it applied (`false`: fenced — another owner or epoch, or the session ended).
+    /// An `Err` means nothing of the group is known to be committed.
+    pub async fn write_sessions(
+        &self,
+        me: &str,
+        writes: &[FencedWrite],
+    ) -> Result<Vec<bool>, DbError> {
+        let mut full = Columns::default();
+        let mut append = Columns::default();
+        let mut journal = Columns::default();
+        let mut delete = Columns::default();
+        for w in writes {
+            let epoch = w.epoch as i64;
+            match &w.write {
+                SessionWrite::Full { session, bytes } => full.push(session, epoch, bytes.clone()),
+                SessionWrite::Append { session, chunk } => {
+                    append.push(session, epoch, chunk.clone())
+                }
+                SessionWrite::Journal {
+                    session,
+                    journal: j,
+                } => journal.push(session, epoch, j.encode()),
+                SessionWrite::Delete { session } => delete.push(session, epoch, Vec::new()),
+            }
+        }
+        let mut applied: HashSet<String> = HashSet::new();
+        let mut tx = self.pool().begin().await?;
+        if !full.ids.is_empty() {
+            let ok: Vec<String> = sqlx::query_scalar(
+                "UPDATE minotaur_sessions s SET doc = w.bytes, journal = NULL, updated_at = now()
+                 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS w(id, epoch, bytes)
+                 WHERE s.id = w.id AND s.owner = $4 AND s.epoch = w.epoch AND NOT s.ended
+                 RETURNING s.id",
+            )
+            .bind(&full.ids)
+            .bind(&full.epochs)
+            .bind(&full.bytes)
+            .bind(me)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM minotaur_session_chunks WHERE session = ANY($1)")
+                .bind(&ok)
+                .execute(&mut *tx)
+                .await?;
+            applied.extend(ok);
+        }
+        if !append.ids.is_empty() {
+            let ok: Vec<String> = sqlx::query_scalar(
+                "UPDATE minotaur_sessions s SET journal = NULL, updated_at = now()
+                 FROM unnest($1::text[], $2::int8[]) AS w(id, epoch)
+                 WHERE s.id = w.id AND s.owner = $3 AND s.epoch = w.epoch AND NOT s.ended
+                   AND s.doc IS NOT NULL
+                 RETURNING s.id",
+            )
+            .bind(&append.ids)
+            .bind(&append.epochs)
+            .bind(me)
+            .fetch_all(&mut *tx)
+            .await?;
+            let okset: HashSet<&str> = ok.iter().map(String::as_str).collect();
+            let (mut ids, mut chunks) = (Vec::new(), Vec::new());
+            for (id, chunk) in append.ids.iter().zip(&append.bytes) {
+                if okset.contains(id.as_str()) && !chunk.is_empty() {
+                    ids.push(id.clone());
+                    chunks.push(chunk.clone());
+                }
+            }
+            if !ids.is_empty() {
+                sqlx::query(
+                    "INSERT INTO minotaur_session_chunks (session, chunk)
+                     SELECT id, chunk FROM unnest($1::text[], $2::bytea[]) AS c(id, chunk)",
+                )
+                .bind(&ids)
+                .bind(&chunks)
+                .execute(&mut *tx)
+                .await?;
+            }
+            applied.extend(ok);
+        }
+        if !journal.ids.is_empty() {
+            let ok: Vec<String> = sqlx::query_scalar(
+                "UPDATE minotaur_sessions s SET journal = w.bytes, updated_at = now()
+                 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS w(id, epoch, bytes)
+                 WHERE s.id = w.id AND s.owner = $4 AND s.epoch = w.epoch AND NOT s.ended
+                   AND s.doc IS NOT NULL
+                 RETURNING s.id",
+            )
+            .bind(&journal.ids)
+            .bind(&journal.epochs)
+            .bind(&journal.bytes)
+            .bind(me)
+            .fetch_all(&mut *tx)
+            .await?;
+            applied.extend(ok);
+        }
+        if !delete.ids.is_empty() {
+            let ok: Vec<String> = sqlx::query_scalar(
+                "UPDATE minotaur_sessions s SET ended = true, doc = NULL, journal = NULL,
+                        updated_at = now()
+                 FROM unnest($1::text[], $2::int8[]) AS w(id, epoch)
+                 WHERE s.id = w.id AND s.owner = $3 AND s.epoch = w.epoch AND NOT s.ended
+                 RETURNING s.id",
+            )
+            .bind(&delete.ids)
+            .bind(&delete.epochs)
+            .bind(me)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM minotaur_session_chunks WHERE session = ANY($1)")
+                .bind(&ok)
+                .execute(&mut *tx)
+                .await?;
+            applied.extend(ok);
+        }
+        tx.commit().await?;
+        Ok(writes
+            .iter()
+            .map(|w| applied.contains(w.write.session()))
+            .collect())
+    }
+}
+
+/// One kind's writes as the parallel arrays `unnest` takes.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<String>,
+    epochs: Vec<i64>,
+    bytes: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn push(&mut self, id: &str, epoch: i64, bytes: Vec<u8>) {
+        self.ids.push(id.to_owned());
+        self.epochs.push(epoch);
+        self.bytes.push(bytes);
+    }
+}
