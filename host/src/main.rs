@@ -291,9 +291,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     });
 
     let mut down = shutdown_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = down.wait_for(|d| *d).await;
-    });
+    let server =
+        axum::serve(gateway::player_listener(listener), app).with_graceful_shutdown(async move {
+            let _ = down.wait_for(|d| *d).await;
+        });
     server.await.context("serving")?;
 
     // Accepting has stopped and websocket tasks read no more frames; now

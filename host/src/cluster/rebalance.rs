@@ -31,7 +31,12 @@ pub(super) async fn rebalance_loop(h: ClusterHandle) {
 }
 
 async fn round(h: &ClusterHandle) {
-    let nodes: Vec<_> = h.members().await.into_iter().filter(|n| n.serving()).collect();
+    let nodes: Vec<_> = h
+        .members()
+        .await
+        .into_iter()
+        .filter(|n| n.serving())
+        .collect();
     if nodes.len() < 2 {
         return;
     }
@@ -39,7 +44,13 @@ async fn round(h: &ClusterHandle) {
     // The node rows carry each node's count as of its last renewal; ours is exact.
     let total: usize = nodes
         .iter()
-        .map(|n| if n.id == h.node_id() { mine } else { n.sessions.max(0) as usize })
+        .map(|n| {
+            if n.id == h.node_id() {
+                mine
+            } else {
+                n.sessions.max(0) as usize
+            }
+        })
         .sum();
     let mean = total as f64 / nodes.len() as f64;
     let limit = (mean * 1.25).ceil() as usize + 4;
