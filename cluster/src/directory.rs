@@ -260,21 +260,39 @@ impl Db {
     }
 }
 
-/// Notifications of hand-offs (the payload: the receiving node's id).
-pub struct HandoffListener(sqlx::postgres::PgListener);
+/// The channel a publish is announced on; the payload is the game's name.
+pub const GAMES_CHANNEL: &str = "minotaur_games";
 
-impl HandoffListener {
-    /// The id of the next node handed sessions.
-    pub async fn recv(&mut self) -> Result<String, DbError> {
-        Ok(self.0.recv().await?.payload().to_owned())
+/// What another node announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// Sessions were handed to this node id.
+    Handoff(String),
+    /// This game's record (current module, policy) changed.
+    Game(String),
+}
+
+/// Hand-off and publish notifications, on a connection of its own.
+pub struct ClusterListener(sqlx::postgres::PgListener);
+
+impl ClusterListener {
+    pub async fn recv(&mut self) -> Result<Announcement, DbError> {
+        let n = self.0.recv().await?;
+        let payload = n.payload().to_owned();
+        Ok(if n.channel() == GAMES_CHANNEL {
+            Announcement::Game(payload)
+        } else {
+            Announcement::Handoff(payload)
+        })
     }
 }
 
 impl Db {
-    /// LISTENs on the hand-off channel (its own connection, outside the pool's count).
-    pub async fn handoff_listener(&self) -> Result<HandoffListener, DbError> {
+    /// LISTENs on the hand-off and games channels (its own connection, outside the pool's
+    /// count).
+    pub async fn listener(&self) -> Result<ClusterListener, DbError> {
         let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
-        l.listen(HANDOFF_CHANNEL).await?;
-        Ok(HandoffListener(l))
+        l.listen_all([HANDOFF_CHANNEL, GAMES_CHANNEL]).await?;
+        Ok(ClusterListener(l))
     }
 }

@@ -29,7 +29,7 @@ pub mod testing;
 pub mod writes;
 
 pub use db::{Db, DbError};
-pub use directory::{Claim, Located, Orphan, StoredSession};
+pub use directory::{Announcement, Claim, Located, Orphan, StoredSession};
 pub use nodes::{NodeRow, NodeStatus};
 pub use ownership::{LeaseClock, LeaseTiming};
 pub use writes::FencedWrite;

@@ -186,7 +186,7 @@ async fn claims_at_the_same_instant_have_one_winner() {
 async fn hand_offs_move_only_what_the_sender_holds_and_notify_the_target() {
     let pg = TestPostgres::start();
     let db = db(&pg, "handoff").await;
-    let mut listener = db.handoff_listener().await.unwrap();
+    let mut listener = db.listener().await.unwrap();
     for id in ["h1", "h2", "h3"] {
         db.create_session(id, "arena", "a").await.unwrap();
     }
@@ -215,7 +215,10 @@ async fn hand_offs_move_only_what_the_sender_holds_and_notify_the_target() {
         .await
         .expect("notified")
         .unwrap();
-    assert_eq!(to, "b");
+    assert_eq!(
+        to,
+        minotaur_cluster::directory::Announcement::Handoff("b".into())
+    );
     let mut owned = db.owned("b").await.unwrap();
     owned.sort();
     assert_eq!(owned, [("h1".to_string(), 2), ("h3".to_string(), 2)]);

@@ -13,6 +13,7 @@ pub mod drain;
 pub mod http;
 pub mod lease;
 pub mod node;
+pub mod publish;
 pub mod rebalance;
 pub mod takeover;
 
