@@ -275,7 +275,13 @@ impl Connection {
                 if self.draining() {
                     return self.draining_error().await;
                 }
-                match self.app.registry.create(&game, config.as_ref()) {
+                // Answered once the session is durable, so that a join through any node of
+                // a cluster finds it.
+                let created = match self.app.registry.create(&game, config.as_ref()) {
+                    Ok(h) => h.persisted().await.map(|()| h),
+                    Err(e) => Err(e),
+                };
+                match created {
                     Ok(h) => {
                         let session = h.id().to_owned();
                         self.send_flow(ServerMsg::Created { session, game }).await

@@ -411,6 +411,10 @@ impl Actor {
             Work::Cmd(Command::HandOff { frozen, outcome }) => {
                 self.pending.push(Deferred::HandOff { frozen, outcome })
             }
+            Work::Cmd(Command::Persisted { reply }) => {
+                // Answered after this batch's commit, like a leave.
+                self.pending.push(Deferred::Left { reply });
+            }
             Work::Cmd(Command::Shutdown) => return true,
         }
         false

@@ -47,6 +47,11 @@ pub enum Command {
         frozen: oneshot::Sender<()>,
         outcome: oneshot::Receiver<Option<String>>,
     },
+    /// Answer once everything applied so far is durable (a new session: once it is in the
+    /// store, or in a cluster in the directory, so any node can route to it).
+    Persisted {
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// Stop: the node is shutting down.
     Shutdown,
 }
@@ -165,6 +170,13 @@ impl SessionHandle {
     pub async fn leave(&self, player: PlayerId) -> Result<(), SessionError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Leave { player, reply }).await?;
+        rx.await.map_err(|_| SessionError::Ended)?
+    }
+
+    /// Waits until the session is durable (see [`Command::Persisted`]).
+    pub async fn persisted(&self) -> Result<(), SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Persisted { reply }).await?;
         rx.await.map_err(|_| SessionError::Ended)?
     }
 
