@@ -56,7 +56,7 @@ impl Db {
     /// the first query says whether it is there.
     pub fn connect_lazy(url: &str) -> Result<Db, DbError> {
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(16)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(url)?;
@@ -65,6 +65,19 @@ impl Db {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A handle on the same database with a pool of its own of `connections`: the lease
+    /// renewal and the writer's group commits must never queue behind a burst of session
+    /// loads for a connection (a late renewal pauses every session of the node).
+    pub fn dedicated(&self, connections: u32) -> Db {
+        let options = self.pool.connect_options().as_ref().clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(options);
+        Db { pool }
     }
 
     /// The newest schema version this build knows.

@@ -164,7 +164,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::info!(schema = version, "cluster database ready");
             (
                 Backend::Cluster {
-                    db: db.clone(),
+                    db: db.dedicated(2),
                     node: node_id.clone(),
                 },
                 Records::Cluster(db.clone()),

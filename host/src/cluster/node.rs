@@ -46,6 +46,8 @@ struct Inner {
     url: String,
     incarnation: i64,
     db: Db,
+    /// One connection of its own for the lease renewal.
+    lease_db: Db,
     gate: Arc<LeaseGate>,
     state: watch::Sender<NodeState>,
     registry: Registry,
@@ -85,6 +87,7 @@ impl ClusterNode {
                 node_id,
                 url,
                 incarnation,
+                lease_db: db.dedicated(1),
                 db,
                 gate,
                 state: watch::channel(NodeState::Joining).0,
@@ -292,7 +295,7 @@ async fn renew_loop(h: ClusterHandle) {
         let sent = Instant::now();
         let renewal = tokio::time::timeout(
             timing.lease / 2,
-            h.db().renew_lease(
+            h.inner.lease_db.renew_lease(
                 h.node_id(),
                 h.incarnation(),
                 timing.lease,
