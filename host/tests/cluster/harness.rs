@@ -268,7 +268,8 @@ impl TestCluster {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| {
-                    "warn,minotaur=info,minotaur::activation=info,minotaur_host::cluster=info".into()
+                    "warn,minotaur=info,minotaur::activation=info,minotaur_host::cluster=info"
+                        .into()
                 }),
             )
             .env("NO_COLOR", "1")
@@ -545,10 +546,20 @@ impl TestCluster {
             claim(s, 1, n, "created it".into());
         }
         for a in self.activations() {
-            claim(&a.session, a.epoch, &a.node, format!("activated, {}", a.why));
+            claim(
+                &a.session,
+                a.epoch,
+                &a.node,
+                format!("activated, {}", a.why),
+            );
         }
         for h in self.handovers() {
-            claim(&h.session, h.epoch, &h.to, format!("handed over by {}", h.from));
+            claim(
+                &h.session,
+                h.epoch,
+                &h.to,
+                format!("handed over by {}", h.from),
+            );
         }
     }
 
@@ -599,7 +610,10 @@ impl TestCluster {
         let mut listed: HashMap<String, Vec<String>> = HashMap::new();
         for i in self.running() {
             let Some(ids) = self.sessions_on(i).await else {
-                return vec![format!("{} does not answer /api/sessions", self.nodes[i].id)];
+                return vec![format!(
+                    "{} does not answer /api/sessions",
+                    self.nodes[i].id
+                )];
             };
             for s in ids {
                 listed.entry(s).or_default().push(self.nodes[i].id.clone());

@@ -49,7 +49,16 @@ impl TestPostgres {
         // one, so what a commit wrote reaches the page cache and survives either way.
         pg.run(
             "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         pg.start_server();
         pg
@@ -103,10 +112,28 @@ impl TestPostgres {
             .find(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("psql"));
         let mut c = Command::new(psql);
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-            .args(["-d", db, "-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
-            .args(["-c", sql])
-            .stdin(Stdio::null());
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-d",
+            db,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-c", sql])
+        .stdin(Stdio::null());
         c
     }
 
@@ -117,7 +144,20 @@ impl TestPostgres {
         let log = self.log_path();
         self.run(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &opts, "-l", &log, "-m", "fast", "-w", "-t", "60", "restart"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ],
         );
     }
 
@@ -129,7 +169,10 @@ impl TestPostgres {
 
     /// Stops the server as a crash would (`-m immediate`).
     pub fn stop(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     /// Starts the server (again, after [`Self::stop`]).
@@ -138,7 +181,18 @@ impl TestPostgres {
         let log = self.log_path();
         if !self.try_run(
             "pg_ctl",
-            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         ) {
             panic!("the test PostgreSQL did not start:\n{}", self.log_tail(40));
         }
@@ -197,7 +251,10 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let _ = self.try_run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        let _ = self.try_run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 }
 
@@ -217,7 +274,11 @@ fn bindir() -> PathBuf {
         }
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     found.retain(|p| Path::new(p).join("initdb").exists());
     found.sort();
