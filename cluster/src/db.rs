@@ -56,7 +56,7 @@ impl Db {
     /// the first query says whether it is there.
     pub fn connect_lazy(url: &str) -> Result<Db, DbError> {
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(16)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(url)?;
@@ -67,6 +67,19 @@ impl Db {
         &self.pool
     }
 
+    /// A handle on the same database with a pool of its own of `connections`: the lease
+    /// renewal and the writer's group commits must never queue behind a burst of session
+    /// loads for a connection (a late renewal pauses every session of the node).
+    pub fn dedicated(&self, connections: u32) -> Db {
+        let options = self.pool.connect_options().as_ref().clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(options);
+        Db { pool }
+    }
+
     /// The newest schema version this build knows.
     pub fn known_version() -> i64 {
         MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
@@ -74,10 +87,9 @@ impl Db {
 
     /// The newest schema version applied to the database (0: none).
     pub async fn schema_version(&self) -> Result<i64, DbError> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
         if !exists {
             return Ok(0);
         }

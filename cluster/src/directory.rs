@@ -57,6 +57,11 @@ pub struct StoredSession {
     pub journal: Option<Journal>,
 }
 
+/// `locate`'s row: owner, epoch, ended, the owner's address, whether it is live.
+type LocatedRow = (String, i64, bool, Option<String>, Option<bool>);
+/// `load_session`'s row: owner, epoch, ended, full save, journal.
+type StoredRow = (String, i64, bool, Option<Vec<u8>>, Option<Vec<u8>>);
+
 impl Db {
     /// Enters a new session owned by `owner` at epoch 1. `false` if the id is taken.
     pub async fn create_session(&self, id: &str, game: &str, owner: &str) -> Result<bool, DbError> {
@@ -74,7 +79,7 @@ impl Db {
 
     /// Where `session` is, or `None` if the directory has never heard of it.
     pub async fn locate(&self, session: &str) -> Result<Option<Located>, DbError> {
-        let row: Option<(String, i64, bool, Option<String>, Option<bool>)> = sqlx::query_as(
+        let row: Option<LocatedRow> = sqlx::query_as(
             "SELECT s.owner, s.epoch, s.ended, n.url,
                     n.lease_expires > now() AND n.status <> 'stopped'
              FROM minotaur_sessions s LEFT JOIN minotaur_nodes n ON n.id = s.owner
@@ -200,7 +205,10 @@ impl Db {
     }
 
     /// The directory's `(owner, epoch)` of each of `sessions` (missing ones are left out).
-    pub async fn owners(&self, sessions: &[String]) -> Result<Vec<(String, String, i64, bool)>, DbError> {
+    pub async fn owners(
+        &self,
+        sessions: &[String],
+    ) -> Result<Vec<(String, String, i64, bool)>, DbError> {
         let rows = sqlx::query_as(
             "SELECT id, owner, epoch, ended FROM minotaur_sessions WHERE id = ANY($1)",
         )
@@ -213,7 +221,7 @@ impl Db {
     /// The stored session: directory row, document (full save + chunks in order) and journal.
     pub async fn load_session(&self, session: &str) -> Result<Option<StoredSession>, DbError> {
         let mut tx = self.pool().begin().await?;
-        let row: Option<(String, i64, bool, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+        let row: Option<StoredRow> = sqlx::query_as(
             "SELECT owner, epoch, ended, doc, journal FROM minotaur_sessions WHERE id = $1",
         )
         .bind(session)
@@ -252,21 +260,39 @@ impl Db {
     }
 }
 
-/// Notifications of hand-offs (the payload: the receiving node's id).
-pub struct HandoffListener(sqlx::postgres::PgListener);
+/// The channel a publish is announced on; the payload is the game's name.
+pub const GAMES_CHANNEL: &str = "minotaur_games";
 
-impl HandoffListener {
-    /// The id of the next node handed sessions.
-    pub async fn recv(&mut self) -> Result<String, DbError> {
-        Ok(self.0.recv().await?.payload().to_owned())
+/// What another node announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Announcement {
+    /// Sessions were handed to this node id.
+    Handoff(String),
+    /// This game's record (current module, policy) changed.
+    Game(String),
+}
+
+/// Hand-off and publish notifications, on a connection of its own.
+pub struct ClusterListener(sqlx::postgres::PgListener);
+
+impl ClusterListener {
+    pub async fn recv(&mut self) -> Result<Announcement, DbError> {
+        let n = self.0.recv().await?;
+        let payload = n.payload().to_owned();
+        Ok(if n.channel() == GAMES_CHANNEL {
+            Announcement::Game(payload)
+        } else {
+            Announcement::Handoff(payload)
+        })
     }
 }
 
 impl Db {
-    /// LISTENs on the hand-off channel (its own connection, outside the pool's count).
-    pub async fn handoff_listener(&self) -> Result<HandoffListener, DbError> {
+    /// LISTENs on the hand-off and games channels (its own connection, outside the pool's
+    /// count).
+    pub async fn listener(&self) -> Result<ClusterListener, DbError> {
         let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
-        l.listen(HANDOFF_CHANNEL).await?;
-        Ok(HandoffListener(l))
+        l.listen_all([HANDOFF_CHANNEL, GAMES_CHANNEL]).await?;
+        Ok(ClusterListener(l))
     }
 }

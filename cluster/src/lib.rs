@@ -24,10 +24,12 @@ pub mod nodes;
 pub mod ownership;
 pub mod placement;
 pub mod records;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod writes;
 
 pub use db::{Db, DbError};
-pub use directory::{Claim, Located, Orphan, StoredSession};
+pub use directory::{Announcement, Claim, Located, Orphan, StoredSession};
 pub use nodes::{NodeRow, NodeStatus};
 pub use ownership::{LeaseClock, LeaseTiming};
 pub use writes::FencedWrite;

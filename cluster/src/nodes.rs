@@ -37,7 +37,6 @@ impl NodeStatus {
     }
 }
 
-
 /// One row of `minotaur_nodes`, with the lease judged in database time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRow {
@@ -61,6 +60,9 @@ impl NodeRow {
         self.live && self.status == NodeStatus::Serving
     }
 }
+
+/// `nodes`' row as selected: id, incarnation, url, version, status, live, lease left, sessions.
+type NodeRowRaw = (String, i64, String, String, String, bool, i64, i32);
 
 impl Db {
     /// Registers `id` as a new incarnation (the previous process with this id, if any, is
@@ -136,7 +138,7 @@ impl Db {
 
     /// Every node row, by id.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, DbError> {
-        let rows: Vec<(String, i64, String, String, String, bool, i64, i32)> = sqlx::query_as(
+        let rows: Vec<NodeRowRaw> = sqlx::query_as(
             "SELECT id, incarnation, url, version, status, lease_expires > now(),
                     (extract(epoch FROM lease_expires - now()) * 1000)::bigint, sessions
              FROM minotaur_nodes ORDER BY id",

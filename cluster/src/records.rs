@@ -29,16 +29,25 @@ impl Db {
         )
     }
 
+    /// Writes the game's record and announces it (NOTIFY on the games channel, delivered at
+    /// commit), so every node picks up a publish.
     pub async fn set_game(&self, name: &str, rec: &GameRecord) -> Result<(), DbError> {
         let bytes = rmp_serde::to_vec_named(rec).expect("a GameRecord always serializes");
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO minotaur_games (name, record) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
         )
         .bind(name)
         .bind(bytes)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::directory::GAMES_CHANNEL)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 

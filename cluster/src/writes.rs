@@ -42,9 +42,10 @@ impl Db {
                 SessionWrite::Append { session, chunk } => {
                     append.push(session, epoch, chunk.clone())
                 }
-                SessionWrite::Journal { session, journal: j } => {
-                    journal.push(session, epoch, j.encode())
-                }
+                SessionWrite::Journal {
+                    session,
+                    journal: j,
+                } => journal.push(session, epoch, j.encode()),
                 SessionWrite::Delete { session } => delete.push(session, epoch, Vec::new()),
             }
         }

@@ -7,6 +7,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use minotaur_cluster::Db;
 use minotaur_host::{
     admin::{self, client},
     catalog::Catalog,
@@ -16,7 +17,6 @@ use minotaur_host::{
     records::Records,
     session::{persist::Backend, recovery, Persist, Registry, StoreWriter},
 };
-use minotaur_cluster::Db;
 use minotaur_runtime::Runtime;
 use minotaur_state::{CompactionPolicy, Store};
 use tokio::sync::watch;
@@ -150,17 +150,21 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let runtime = Runtime::new(config.limits()).context("starting the wasm runtime")?;
     // Alone: the embedded store holds sessions, modules and games. In a cluster: the
     // database does, and every write of a session is fenced on this node's ownership.
-    let (backend, records, db) = match config.cluster.database_url.clone().filter(|u| !u.is_empty()) {
+    let (backend, records, db) = match config
+        .cluster
+        .database_url
+        .clone()
+        .filter(|u| !u.is_empty())
+    {
         Some(url) => {
             let db = Db::connect_lazy(&url).context("the --database-url")?;
-            let version = db
-                .migrate()
-                .await
-                .context("preparing the cluster database (is PostgreSQL reachable at --database-url?)")?;
+            let version = db.migrate().await.context(
+                "preparing the cluster database (is PostgreSQL reachable at --database-url?)",
+            )?;
             tracing::info!(schema = version, "cluster database ready");
             (
                 Backend::Cluster {
-                    db: db.clone(),
+                    db: db.dedicated(2),
                     node: node_id.clone(),
                 },
                 Records::Cluster(db.clone()),
@@ -172,7 +176,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
                 .await?
                 .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-            (Backend::Embedded(store.clone()), Records::Embedded(store), None)
+            (
+                Backend::Embedded(store.clone()),
+                Records::Embedded(store),
+                None,
+            )
         }
     };
     let catalog = Catalog::load(&runtime, &records, &config.games_dir)
@@ -283,9 +291,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     });
 
     let mut down = shutdown_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = down.wait_for(|d| *d).await;
-    });
+    let server =
+        axum::serve(gateway::player_listener(listener), app).with_graceful_shutdown(async move {
+            let _ = down.wait_for(|d| *d).await;
+        });
     server.await.context("serving")?;
 
     // Accepting has stopped and websocket tasks read no more frames; now
@@ -359,7 +368,10 @@ async fn drain(admin: AdminArgs) -> anyhow::Result<()> {
 
 async fn migrate(url: String) -> anyhow::Result<()> {
     let db = Db::connect_lazy(&url).context("the --database-url")?;
-    let version = db.migrate().await.context("migrating the cluster database")?;
+    let version = db
+        .migrate()
+        .await
+        .context("migrating the cluster database")?;
     println!("cluster database schema at version {version}");
     Ok(())
 }

@@ -237,6 +237,23 @@ pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeErr
     rmpv::ext::from_value(value).map_err(|e| DecodeError::BadFrame(format!("bad `{ty}`: {e}")))
 }
 
+/// The `seq` of an `input` frame, read without decoding anything else (game
+/// data is skipped, not built): the `rate_limited` answer to a frame dropped
+/// undecoded carries it. `None` for any other frame, or one that is not a map.
+pub fn peek_input_seq(frame: &[u8], enc: Encoding) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Peek {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        seq: Option<u64>,
+    }
+    let peek: Peek = match enc {
+        Encoding::Json => serde_json::from_slice(frame).ok()?,
+        Encoding::MsgPack => rmp_serde::from_slice(frame).ok()?,
+    };
+    peek.seq.filter(|_| peek.ty.as_deref() == Some("input"))
+}
+
 /// Encode a server message. `Err` only if a game value cannot be expressed in
 /// JSON (e.g. a map keyed by arrays); the caller reports `internal`.
 pub fn encode_server(msg: &ServerMsg, enc: Encoding) -> Result<Vec<u8>, String> {
@@ -275,6 +292,30 @@ pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seq_of_an_input_is_read_without_decoding_it() {
+        let json = br#"{"type":"input","data":{"cell":[1,{"x":null}]},"seq":7}"#;
+        assert_eq!(peek_input_seq(json, Encoding::Json), Some(7));
+        let msg = ClientMsg::Input {
+            data: GameValue::from(4),
+            seq: Some(9),
+            player: None,
+        };
+        let packed = encode_client(&msg, Encoding::MsgPack).unwrap();
+        assert_eq!(peek_input_seq(&packed, Encoding::MsgPack), Some(9));
+        // No seq, not an input, not a message at all.
+        assert_eq!(
+            peek_input_seq(br#"{"type":"input","data":1}"#, Encoding::Json),
+            None
+        );
+        assert_eq!(
+            peek_input_seq(br#"{"type":"ping","seq":3}"#, Encoding::Json),
+            None
+        );
+        assert_eq!(peek_input_seq(b"{not json", Encoding::Json), None);
+        assert_eq!(peek_input_seq(&[0xc1], Encoding::MsgPack), None);
+    }
 
     #[test]
     fn json_input_becomes_guest_msgpack() {

@@ -28,7 +28,7 @@ pub struct SessionMeta {
     pub seed: u64,
     pub next_player: u64,
     pub ended: bool,
-    /// Bumped by every [`SessionDoc::compact`]; a replica that sees a new generation takes the
+    /// Bumped by every [`SessionDoc::compact`]; a reader that sees a new generation takes the
     /// whole document instead of syncing changes into its old history.
     pub generation: u64,
 }

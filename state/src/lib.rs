@@ -7,7 +7,7 @@
 //! - [`store`]: the embedded durable store (redb) for session documents, modules and games.
 //!
 //! The session actor calls `SessionDoc::set_state` after each batch of events, commits, and
-//! appends `save_incremental()` to the [`Store`]; the cluster syncs the same document to replicas.
+//! appends `save_incremental()` to the [`Store`]; in a cluster the same saves go to PostgreSQL (`minotaur-cluster`).
 
 pub mod doc;
 mod error;

@@ -145,7 +145,7 @@ pub struct StoreOptions {
     /// (the default) fsyncs every append: nothing acknowledged is lost on power failure, at
     /// the cost of one fsync per batch. `None` skips the fsync: appends become durable with the
     /// next immediate commit (any other store method), so a power loss can drop the appends
-    /// since then — acceptable when replicas hold the same changes. A process crash loses
+    /// since then. A process crash loses
     /// nothing either way.
     pub append_durability: Durability,
 }
@@ -156,6 +156,18 @@ impl Default for StoreOptions {
             append_durability: Durability::Immediate,
         }
     }
+}
+
+/// Sets `path`'s permission bits (Unix; elsewhere nothing).
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// A handle on the store; cheap to clone, shareable across threads.
@@ -171,9 +183,12 @@ impl Store {
         Store::open_with(dir, StoreOptions::default())
     }
 
+    /// The directory is made 0700 and the file 0600: sessions hold players' token hashes.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
+        restrict(dir, 0o700)?;
         let db = Database::create(dir.join(FILE_NAME))?;
+        restrict(&dir.join(FILE_NAME), 0o600)?;
         // Create every table once so readers never meet a missing one.
         let tx = db.begin_write()?;
         tx.open_table(BASES)?;

@@ -234,3 +234,15 @@ fn journal_entries_are_newer_than_the_document_or_gone() {
     store.delete_session("s").unwrap();
     assert_eq!(store.load_journal("s").unwrap(), None);
 }
+
+#[cfg(unix)]
+#[test]
+fn the_data_dir_and_store_file_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Store::open(&data).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("minotaur.redb")), 0o600);
+}

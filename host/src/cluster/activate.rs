@@ -31,13 +31,19 @@ pub enum ActivateError {
 impl ClusterHandle {
     /// Starts `session`, which the directory gives this node at `epoch`. `Ok(false)`: it
     /// had never been written (nothing acknowledged), so it is ended instead.
-    pub async fn activate(&self, session: &str, epoch: i64, why: &str) -> Result<bool, ActivateError> {
+    pub async fn activate(
+        &self,
+        session: &str,
+        epoch: i64,
+        why: &str,
+    ) -> Result<bool, ActivateError> {
         if self.registry().get(session).is_some() {
             return Ok(true);
         }
         let db = self.db();
         let stored = db.load_session(session).await?;
-        let Some(stored) = stored.filter(|s| s.owner == self.node_id() && s.epoch == epoch && !s.ended)
+        let Some(stored) =
+            stored.filter(|s| s.owner == self.node_id() && s.epoch == epoch && !s.ended)
         else {
             let at = db.locate(session).await?;
             let (owner, epoch) = at.map_or((String::new(), 0), |l| (l.owner, l.epoch));

@@ -30,10 +30,12 @@ pub struct DrainReport {
     pub took: Duration,
 }
 
-struct Batch {
-    target: String,
-    url: String,
-    sessions: Vec<String>,
+/// Sessions going to one target together.
+pub(super) struct Batch {
+    pub target: String,
+    /// The target's websocket URL.
+    pub url: String,
+    pub sessions: Vec<String>,
 }
 
 /// Marks the node draining and hands over every session, within `grace`.
@@ -131,7 +133,7 @@ async fn plan(cluster: &ClusterHandle, ids: Vec<String>, report: &mut DrainRepor
 
 /// Hands one batch over: freeze every session (each after a durable batch), move them in
 /// one compare-and-set, then tell each where its players go (or to resume here).
-async fn hand_over(
+pub(super) async fn hand_over(
     cluster: &ClusterHandle,
     registry: &Registry,
     batch: Batch,

@@ -46,6 +46,8 @@ struct Inner {
     url: String,
     incarnation: i64,
     db: Db,
+    /// One connection of its own for the lease renewal.
+    lease_db: Db,
     gate: Arc<LeaseGate>,
     state: watch::Sender<NodeState>,
     registry: Registry,
@@ -85,6 +87,7 @@ impl ClusterNode {
                 node_id,
                 url,
                 incarnation,
+                lease_db: db.dedicated(1),
                 db,
                 gate,
                 state: watch::channel(NodeState::Joining).0,
@@ -99,11 +102,15 @@ impl ClusterNode {
         // What this id owned before a restart comes back here, at a new epoch.
         let own = handle.db().reclaim_own(handle.node_id()).await?;
         if !own.is_empty() {
-            tracing::info!(sessions = own.len(), "cluster: taking back this node's sessions");
+            tracing::info!(
+                sessions = own.len(),
+                "cluster: taking back this node's sessions"
+            );
             super::takeover::activate_all(&handle, own, "restart").await;
         }
         handle.set_state(NodeState::Serving);
         tokio::spawn(super::takeover::sweep_loop(handle.clone()));
+        tokio::spawn(super::rebalance::rebalance_loop(handle.clone()));
         Ok(handle)
     }
 }
@@ -223,7 +230,13 @@ impl ClusterHandle {
                 if self.registry().get(session).is_some() {
                     return Some(Route::Here);
                 }
-                if !self.inner.activating.lock().expect("activating").contains(session) {
+                if !self
+                    .inner
+                    .activating
+                    .lock()
+                    .expect("activating")
+                    .contains(session)
+                {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -282,8 +295,12 @@ async fn renew_loop(h: ClusterHandle) {
         let sent = Instant::now();
         let renewal = tokio::time::timeout(
             timing.lease / 2,
-            h.db()
-                .renew_lease(h.node_id(), h.incarnation(), timing.lease, h.registry().len()),
+            h.inner.lease_db.renew_lease(
+                h.node_id(),
+                h.incarnation(),
+                timing.lease,
+                h.registry().len(),
+            ),
         )
         .await;
         match renewal {
@@ -331,12 +348,19 @@ async fn recheck_directory(h: &ClusterHandle) -> Result<(), minotaur_cluster::Db
         let gone = ended || owner != h.node_id() || local.is_some_and(|e| e != epoch as u64);
         if gone {
             moved += 1;
-            let owner = if owner == h.node_id() { String::from("(newer epoch)") } else { owner };
+            let owner = if owner == h.node_id() {
+                String::from("(newer epoch)")
+            } else {
+                owner
+            };
             h.gate().directory_says(&id, &owner, epoch.max(0) as u64);
         }
     }
     if moved > 0 {
-        tracing::warn!(sessions = moved, "cluster: sessions moved while this node was away; dropping them here");
+        tracing::warn!(
+            sessions = moved,
+            "cluster: sessions moved while this node was away; dropping them here"
+        );
     }
     Ok(())
 }
@@ -354,7 +378,9 @@ fn advertise(config: &ClusterConfig, bound: SocketAddr) -> Result<String, Cluste
         .ok()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| {
-            ClusterError::Advertise("listening on an unspecified address and no host name; set --advertise-addr".into())
+            ClusterError::Advertise(
+                "listening on an unspecified address and no host name; set --advertise-addr".into(),
+            )
         })?;
     Ok(format!("{host}:{}", bound.port()))
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use minotaur_cluster::{placement, Claim};
+use minotaur_cluster::{placement, Announcement, Claim};
 
 use super::{ClusterHandle, NodeState};
 
@@ -119,14 +119,19 @@ pub(super) async fn listen_loop(h: ClusterHandle) {
 }
 
 async fn listen(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
-    let mut l = h.db().handoff_listener().await?;
+    let mut l = h.db().listener().await?;
     loop {
-        let node = l.recv().await?;
+        let event = l.recv().await?;
         if h.state() == NodeState::Stopped {
             return Ok(());
         }
-        if node == h.node_id() {
-            h.sweep_now().notify_one();
+        match event {
+            Announcement::Handoff(node) if node == h.node_id() => h.sweep_now().notify_one(),
+            Announcement::Handoff(_) => {}
+            Announcement::Game(game) => {
+                let h = h.clone();
+                tokio::spawn(async move { super::publish::follow(&h, &game).await });
+            }
         }
     }
 }

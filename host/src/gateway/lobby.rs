@@ -101,6 +101,8 @@ pub async fn create_session(
         });
     }
     let handle = app.registry.create(&req.game, req.config.as_ref())?;
+    // Durable (in a cluster: in the directory) before the id is handed out.
+    handle.persisted().await?;
     Ok((
         StatusCode::CREATED,
         Json(Created {

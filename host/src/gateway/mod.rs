@@ -1,7 +1,7 @@
 //! The node's HTTP surface (axum): the player websocket ([`ws`]), the lobby
 //! API ([`lobby`]), health checks ([`health`]) and the embedded web client.
-//! `main` builds the router once with [`router`]; handlers reach sessions only
-//! through the [`Registry`].
+//! `main` builds the router once with [`router`] and serves it on a
+//! [`player_listener`]; handlers reach sessions only through the [`Registry`].
 
 pub mod health;
 pub mod lobby;
@@ -13,9 +13,10 @@ use axum::{
     http::header,
     response::{Html, IntoResponse},
     routing::get,
+    serve::{Listener, ListenerExt},
     Router,
 };
-use tokio::sync::watch;
+use tokio::{net::TcpListener, sync::watch};
 
 use crate::{config::Config, session::Registry};
 
@@ -51,6 +52,22 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The node's cluster side; `None` in single-node mode.
     pub cluster: Option<crate::cluster::ClusterHandle>,
+}
+
+/// The node's HTTP listener with `TCP_NODELAY` on every accepted socket.
+///
+/// Players send small frames and wait for small answers (`ack`, `view`): with
+/// Nagle's algorithm on, a reply written while an earlier one is still
+/// unacknowledged waits for the client's delayed ACK (tens of milliseconds).
+/// `main` serves with `axum::serve(gateway::player_listener(listener), app)`.
+pub fn player_listener(
+    listener: TcpListener,
+) -> impl Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted socket");
+        }
+    })
 }
 
 /// All routes of a node.
@@ -91,4 +108,25 @@ async fn app_js() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("../../web/app.js"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every socket the player listener hands to axum has Nagle's algorithm off.
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = player_listener(listener);
+        for _ in 0..3 {
+            let client = tokio::net::TcpStream::connect(addr);
+            let ((accepted, _), client) = tokio::join!(listener.accept(), client);
+            let client = client.unwrap();
+            // The client side keeps the default: only the accepted side is changed.
+            assert!(!client.nodelay().unwrap());
+            assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is off");
+        }
+    }
 }

@@ -19,8 +19,8 @@ use super::AppState;
 use crate::cluster::node::Route;
 use crate::{
     protocol::{
-        decode_client, encode_server, value_to_msgpack, ClientMsg, Encoding, ErrorCode, ServerMsg,
-        PROTOCOL_VERSION,
+        decode_client, encode_server, peek_input_seq, value_to_msgpack, ClientMsg, Encoding,
+        ErrorCode, ServerMsg, PROTOCOL_VERSION,
     },
     ratelimit::{RateLimiter, Verdict},
     session::{token_session, Joined, Outbound, PlayerId, SessionError, SessionHandle, TokenHash},
@@ -35,6 +35,9 @@ const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 mod close {
     pub const GOING_AWAY: u16 = 1001;
+    /// RFC 6455 §7.4.1: data inconsistent with the message type (a text frame
+    /// that is not UTF-8).
+    pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
 }
@@ -44,6 +47,14 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Respo
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| Connection::run(app, socket))
+}
+
+/// A read failed because a text frame (or a close reason) is not UTF-8: the
+/// websocket layer validates it before we see the frame.
+fn is_invalid_utf8(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Utf8(_)))
 }
 
 /// Which seat this connection holds.
@@ -108,6 +119,13 @@ impl Connection {
                     Some(Ok(Message::Binary(b))) => conn.on_frame(&b, Encoding::MsgPack).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
                     Some(Ok(Message::Close(_))) | None => break,
+                    // The websocket layer checks text frames itself and fails
+                    // the read; the connection is still writable, so the client
+                    // is told why (RFC 6455 §8.1) instead of losing the socket.
+                    Some(Err(e)) if is_invalid_utf8(&e) => {
+                        tracing::debug!(conn = conn.out.conn_id, error = %e, "text frame not UTF-8");
+                        Flow::Close(close::INVALID_DATA, "text frame is not valid UTF-8")
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(conn = conn.out.conn_id, error = %e, "websocket error");
                         break;
@@ -224,28 +242,29 @@ impl Connection {
             let _ = self.error(ErrorCode::FrameTooLarge, msg, None).await;
             return Flow::Close(close::TOO_BIG, "frame too large");
         }
-        let msg = match decode_client(frame, enc) {
-            Ok(m) => m,
-            Err(e) => return self.error(e.code(), e.to_string(), None).await,
-        };
-        let seq = match &msg {
-            ClientMsg::Input { seq, .. } => *seq,
-            _ => None,
-        };
+        // Every frame is charged before it is decoded, so undecodable ones
+        // count too (and a dropped frame costs no full decode): the answer to
+        // a dropped input still names its `seq`.
         match self.limiter.check(Instant::now()) {
             Verdict::Allow => {}
             Verdict::Drop => {
+                let seq = peek_input_seq(frame, enc);
                 return self
                     .error(ErrorCode::RateLimited, "too many messages; dropped", seq)
-                    .await
+                    .await;
             }
             Verdict::Close => {
+                let seq = peek_input_seq(frame, enc);
                 let _ = self
                     .error(ErrorCode::RateLimited, "sustained flooding; closing", seq)
                     .await;
                 return Flow::Close(close::POLICY, "rate limit");
             }
         }
+        let msg = match decode_client(frame, enc) {
+            Ok(m) => m,
+            Err(e) => return self.error(e.code(), e.to_string(), None).await,
+        };
         self.on_message(msg).await
     }
 
@@ -256,7 +275,13 @@ impl Connection {
                 if self.draining() {
                     return self.draining_error().await;
                 }
-                match self.app.registry.create(&game, config.as_ref()) {
+                // Answered once the session is durable, so that a join through any node of
+                // a cluster finds it.
+                let created = match self.app.registry.create(&game, config.as_ref()) {
+                    Ok(h) => h.persisted().await.map(|()| h),
+                    Err(e) => Err(e),
+                };
+                match created {
                     Ok(h) => {
                         let session = h.id().to_owned();
                         self.send_flow(ServerMsg::Created { session, game }).await

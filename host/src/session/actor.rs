@@ -19,6 +19,7 @@
 //! [`durable`].
 
 mod durable;
+mod ownership;
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -32,8 +33,7 @@ use tokio::{
 };
 
 use super::{
-    gate::Admission,
-    handle::{Command, SessionHandle},
+    handle::{Command, SeatHold, SessionHandle},
     hash_token, new_token, Joined, Outbound, Persist, PlayerId, SessionError, SessionStatus,
     SwapFailure, TokenHash,
 };
@@ -227,10 +227,9 @@ impl Actor {
         tracing::info!(session = %self.id, game = %self.game.name, "session started");
         crate::metrics::session_started(&self.game.name);
         let mut stop = false;
-        // In a cluster, an idle session learns here that it was taken over elsewhere (the
-        // node was away past its lease): it sends its players on and stops at once instead
-        // of lingering as a stale copy until its next batch.
-        let mut gate_changes = self.persist.gate.as_ref().map(|g| g.subscribe());
+        // An idle session learns that it was taken over (the node was paused, say) from
+        // the gate, not only at its next batch: it must not stay listed here.
+        let mut gate = self.persist.gate.as_ref().map(|g| g.subscribe());
         while !stop && !self.ended {
             let due = self.persist_due;
             let first = tokio::select! {
@@ -240,11 +239,8 @@ impl Actor {
                 },
                 () = self.ticker.wait() => Work::Tick,
                 () = sleep_until_due(due), if due.is_some() => Work::Flush,
-                () = gate_changed(&mut gate_changes) => {
-                    let lost = self.persist.gate.as_ref().is_some_and(|g| {
-                        matches!(g.check(&self.id, self.epoch), Admission::Lost)
-                    });
-                    if lost && !self.admitted().await {
+                () = ownership::gate_changed(&mut gate) => {
+                    if self.lost_now().await {
                         break;
                     }
                     continue;
@@ -291,68 +287,6 @@ impl Actor {
         tracing::info!(session = %self.id, ended = self.ended, "session stopped");
     }
 
-    /// Asks the cluster's gate before a batch: serve, hold the batch while this node has no
-    /// valid lease (the players see a pause), or — taken over elsewhere at a newer epoch —
-    /// send the players to the new owner and stop (`false`; the stale copy is dropped).
-    async fn admitted(&mut self) -> bool {
-        let Some(gate) = self.persist.gate.clone() else {
-            return true;
-        };
-        let mut changed = gate.subscribe();
-        let mut paused: Option<Instant> = None;
-        loop {
-            changed.borrow_and_update();
-            match gate.check(&self.id, self.epoch) {
-                Admission::Serve => {
-                    if let Some(since) = paused {
-                        tracing::info!(session = %self.id, paused_ms = since.elapsed().as_millis() as u64, "lease back; session resumes");
-                    }
-                    return true;
-                }
-                Admission::Lost => {
-                    self.fenced(gate.locate(&self.id).await).await;
-                    return false;
-                }
-                Admission::Wait => {
-                    if paused.is_none() {
-                        tracing::warn!(session = %self.id, epoch = self.epoch, "no ownership lease; session paused");
-                        paused = Some(Instant::now());
-                    }
-                    if changed.changed().await.is_err() {
-                        return false;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Another node serves this session at a newer epoch: nothing more happens here. The
-    /// players are sent there (or, if it cannot be found yet, disconnected so that they
-    /// resume through any node) and this node's stale copy is removed.
-    async fn fenced(&mut self, url: Option<String>) {
-        tracing::warn!(session = %self.id, epoch = self.epoch, url = ?url, "fenced: served elsewhere at a newer epoch; stopping here");
-        crate::metrics::handoff("out", "fenced");
-        self.moved_to = url.clone();
-        let msg = match url {
-            Some(url) => ServerMsg::Moved {
-                session: self.id.clone(),
-                url,
-            },
-            None => ServerMsg::error(
-                ErrorCode::SessionMoved,
-                "the session moved to another node; resume there with your token",
-                None,
-            ),
-        };
-        for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
-            conn.send(msg.clone());
-        }
-        // Pending replies are dropped unanswered: nothing of this copy is acknowledged.
-        self.pending.clear();
-        self.owned_elsewhere = true;
-        self.ended = true;
-    }
-
     /// Apply one unit of work; `true` asks the loop to stop.
     fn apply(&mut self, work: Work) -> bool {
         match work {
@@ -361,7 +295,12 @@ impl Actor {
                 self.guest_event(Event::Tick { n, dt_ms }, None, None);
             }
             Work::Flush => {}
-            Work::Cmd(Command::Join { name, conn, reply }) => self.join(name, conn, reply),
+            Work::Cmd(Command::Join {
+                name,
+                conn,
+                hold,
+                reply,
+            }) => self.join(name, conn, hold, reply),
             Work::Cmd(Command::Resume {
                 token_hash,
                 conn,
@@ -398,6 +337,10 @@ impl Actor {
             Work::Cmd(Command::HandOff { frozen, outcome }) => {
                 self.pending.push(Deferred::HandOff { frozen, outcome })
             }
+            Work::Cmd(Command::Persisted { reply }) => {
+                // Answered after this batch's commit, like a leave.
+                self.pending.push(Deferred::Left { reply });
+            }
             Work::Cmd(Command::Shutdown) => return true,
         }
         false
@@ -407,6 +350,7 @@ impl Actor {
         &mut self,
         name: String,
         conn: Outbound,
+        hold: SeatHold,
         reply: oneshot::Sender<Result<Joined, SessionError>>,
     ) {
         if self.seats.len() >= self.max_players as usize {
@@ -440,6 +384,10 @@ impl Actor {
             Ok(out) => {
                 self.next_player += 1;
                 self.seats_dirty = true;
+                // The seat counts as taken from now on: release its reservation
+                // first, so no one sees it both reserved and taken (and starts a
+                // session for lack of a seat). Seeing it neither costs a retry.
+                drop(hold);
                 self.publish_status();
                 self.deliver(out.effects);
                 let joined = Joined {
@@ -793,7 +741,7 @@ impl Actor {
     }
 
     /// The session is paused with everything acknowledged durable (and so in the
-    /// replication mirror); the drain syncs and hands it over, then decides.
+    /// database of record); the drain moves it to another node, then decides.
     async fn hand_off(
         &mut self,
         frozen: oneshot::Sender<()>,
@@ -815,16 +763,6 @@ impl Actor {
             self.ended = true;
         }
     }
-}
-
-/// The cluster gate's next change (never, alone or once the gate is gone).
-async fn gate_changed(rx: &mut Option<watch::Receiver<u64>>) {
-    if let Some(r) = rx {
-        if r.changed().await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending().await
 }
 
 /// Waits until `due` (never, for `None`; the loop only polls it when `Some`).

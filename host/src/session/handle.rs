@@ -13,6 +13,8 @@ pub enum Command {
     Join {
         name: String,
         conn: Outbound,
+        /// Dropped by the actor just before the seat shows in its status.
+        hold: SeatHold,
         reply: oneshot::Sender<Result<Joined, SessionError>>,
     },
     Resume {
@@ -45,8 +47,42 @@ pub enum Command {
         frozen: oneshot::Sender<()>,
         outcome: oneshot::Receiver<Option<String>>,
     },
+    /// Answer once everything applied so far is durable (a new session: once it is in the
+    /// store, or in a cluster in the directory, so any node can route to it).
+    Persisted {
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// Stop: the node is shutting down.
     Shutdown,
+}
+
+/// A seat counted elsewhere (the registry's quick-match reservations) until the
+/// session counts it itself. The actor drops it in the same step as it takes the
+/// seat, just before it publishes the seat in [`SessionHandle::status`]; a join
+/// that fails drops it with the command. So a seat is never counted both as
+/// reserved and as taken while the join waits for its durable write.
+pub struct SeatHold(Option<Box<dyn Send>>);
+
+impl SeatHold {
+    /// Nothing held: a plain join.
+    pub fn none() -> SeatHold {
+        SeatHold(None)
+    }
+
+    /// Hold `guard` (its `Drop` releases the count) until the seat is taken.
+    pub fn new(guard: impl Send + 'static) -> SeatHold {
+        SeatHold(Some(Box::new(guard)))
+    }
+}
+
+impl std::fmt::Debug for SeatHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SeatHold(held)"
+        } else {
+            "SeatHold(none)"
+        })
+    }
 }
 
 /// Talks to one session actor. Cheap to clone.
@@ -87,9 +123,21 @@ impl SessionHandle {
         *self.status.borrow()
     }
 
-    pub async fn join(&self, name: String, conn: Outbound) -> Result<Joined, SessionError> {
+    /// Take a seat; `hold` is released once the seat counts in the status.
+    pub async fn join(
+        &self,
+        name: String,
+        conn: Outbound,
+        hold: SeatHold,
+    ) -> Result<Joined, SessionError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Join { name, conn, reply }).await?;
+        self.send(Command::Join {
+            name,
+            conn,
+            hold,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| SessionError::Ended)?
     }
 
@@ -122,6 +170,13 @@ impl SessionHandle {
     pub async fn leave(&self, player: PlayerId) -> Result<(), SessionError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Leave { player, reply }).await?;
+        rx.await.map_err(|_| SessionError::Ended)?
+    }
+
+    /// Waits until the session is durable (see [`Command::Persisted`]).
+    pub async fn persisted(&self) -> Result<(), SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Persisted { reply }).await?;
         rx.await.map_err(|_| SessionError::Ended)?
     }
 

@@ -40,7 +40,7 @@ pub struct Persist {
     /// Longest progress with nothing to acknowledge (ticks) waits before it is
     /// written to the journal (see `actor`).
     pub persist_interval: std::time::Duration,
-    /// Longest the session document (Automerge: what replicas sync and what the
+    /// Longest the session document (Automerge: what a restart or a new owner loads, and what the
     /// store's base and chunks hold) trails the state made durable in the
     /// journal. Zero: every batch that writes anything writes the document.
     pub doc_interval: std::time::Duration,

@@ -244,7 +244,11 @@ async fn run_cluster(
         match result {
             Ok(applied) => {
                 for (r, ok) in group.into_iter().zip(applied) {
-                    let _ = r.done.send(if ok { Ok(()) } else { Err(PersistError::Fenced) });
+                    let _ = r.done.send(if ok {
+                        Ok(())
+                    } else {
+                        Err(PersistError::Fenced)
+                    });
                 }
             }
             Err(e) => {

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{
-    actor, hash_token, new_session_id, Joined, Outbound, Persist, PlayerId, SessionError,
-    SessionHandle, TokenHash,
+    actor, handle::SeatHold, hash_token, new_session_id, Joined, Outbound, Persist, PlayerId,
+    SessionError, SessionHandle, TokenHash,
 };
 use crate::{
     catalog::Catalog,
@@ -61,14 +61,15 @@ struct State {
     tokens: HashMap<TokenHash, String>,
     /// Slots taken by sessions being started (counted against `max_sessions`).
     starting: usize,
-    /// Seats promised to quick-matches whose join is still in flight, by
-    /// session: counted as taken when picking a session.
+    /// Seats promised to quick-matches whose join the session has not taken
+    /// yet, by session: counted as taken when picking a session.
     reserved: HashMap<String, u32>,
     next_order: u64,
     closed: bool,
 }
 
-/// A seat promised to a quick-match until its join returns (or is dropped).
+/// A seat promised to a quick-match until the session counts it as taken (the
+/// actor drops it then), or until its join fails.
 struct Reservation {
     registry: Registry,
     id: String,
@@ -237,10 +238,21 @@ impl Registry {
         name: String,
         conn: Outbound,
     ) -> Result<(SessionHandle, Joined), SessionError> {
+        self.join_holding(id, name, conn, SeatHold::none()).await
+    }
+
+    /// [`Registry::join`], releasing `hold` once the session counts the seat.
+    async fn join_holding(
+        &self,
+        id: &str,
+        name: String,
+        conn: Outbound,
+        hold: SeatHold,
+    ) -> Result<(SessionHandle, Joined), SessionError> {
         let handle = self
             .get(id)
             .ok_or_else(|| SessionError::UnknownSession(id.to_owned()))?;
-        let joined = handle.join(name, conn).await?;
+        let joined = handle.join(name, conn, hold).await?;
         self.state()
             .tokens
             .insert(joined.token_hash, handle.id().to_owned());
@@ -252,6 +264,10 @@ impl Registry {
     /// The pick is a short synchronous section that reserves the seat; the
     /// join itself (which waits for the session to make it durable) runs
     /// outside it, so quick-matches into busy sessions proceed side by side.
+    /// A pick counts a session's seats as those it has taken plus those
+    /// reserved and not yet taken: the session releases a reservation in the
+    /// step that takes its seat, so quick-matches arriving together fill one
+    /// session before another is started.
     pub async fn quick_match(
         &self,
         game: &str,
@@ -267,7 +283,15 @@ impl Registry {
         let mut last = SessionError::Full;
         for _ in 0..ATTEMPTS {
             let reservation = self.reserve_seat(game)?;
-            match self.join(&reservation.id, name.clone(), conn.clone()).await {
+            let id = reservation.id.clone();
+            // The session releases the reservation when it takes the seat, not
+            // when the join returns (after its durable write): until then the
+            // seat would count twice, once reserved and once taken.
+            let hold = SeatHold::new(reservation);
+            match self
+                .join_holding(&id, name.clone(), conn.clone(), hold)
+                .await
+            {
                 Ok(done) => return Ok(done),
                 Err(
                     e @ (SessionError::Full

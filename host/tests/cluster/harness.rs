@@ -1,23 +1,41 @@
-//! `TestCluster`: N real `minotaur serve` processes on loopback, each with its own data dir
-//! and fixed ports (so a restarted node comes back at the same addresses, like a container),
-//! seeded with each other. Their stderr is kept for the invariant checker. Every wait is
-//! [`wait_until`] a condition with a deadline.
+//! `TestCluster`: real `minotaur serve` processes on loopback around one throwaway
+//! PostgreSQL server (its own per cluster: [`TestPostgres`]). Each node has a fixed port
+//! and data dir, so a restarted node comes back at the same address with the same id, like
+//! a container; [`TestCluster::add_node`] starts nodes with new ids. Every node's stderr is
+//! kept for the invariant checker ([`TestCluster::assert_single_owner`]), which reads the
+//! `activated` and `handed_over` lines; the directory (`minotaur_sessions`) is read with
+//! psql as ground truth. Every wait is [`wait_until`] a condition with a deadline.
+//!
+//! Cluster tests run one at a time (a process-wide lock held by each `TestCluster`): each
+//! runs three or so nodes, a database and bots, and two of them at once on a 2-core
+//! machine only starve each other's leases. `MINOTAUR_CLUSTER_PARALLEL=1` lifts the lock.
 
 #![allow(dead_code)]
 
 use std::{
+    collections::{BTreeMap, HashMap},
     future::Future,
     io::{BufRead, BufReader},
-    net::{SocketAddr, TcpListener, UdpSocket},
+    net::{SocketAddr, TcpListener},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use crate::common::{games_dir, games_dir_with};
+use crate::{common::games_dir_with, pg::TestPostgres};
+
+/// The cluster database's name in every test server.
+pub const DB: &str = "minotaur";
+/// The lease the tests run nodes with: takeovers within ~1.5 s.
+pub const LEASE_MS: u64 = 1000;
+/// How long a node may take to print its listening line (it compiles its games first,
+/// which is slow in a debug build on a loaded 2-core machine).
+pub const STARTUP: Duration = Duration::from_secs(90);
+/// The games every test node serves.
+pub const GAMES: &[&str] = &["tictactoe", "chaos", "arena"];
 
 /// Waits until `cond` holds, polling every 20 ms; panics with `what` after `deadline`.
 /// Returns how long it took.
@@ -35,31 +53,38 @@ where
             start.elapsed() < deadline,
             "timed out after {deadline:?} waiting until {what}"
         );
-        // Polling another process's state: there is nothing to be notified by.
+        // Polling other processes' state: there is nothing to be notified by.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// A free loopback port for both TCP and UDP. Ports come from a per-process counter (so two
-/// tests of this binary never pick the same one between the check and the node's bind),
-/// starting at a pid-dependent offset, and are checked free on both protocols.
-fn free_port() -> u16 {
+/// A free loopback TCP port. Ports come from a per-process counter (so two clusters of
+/// this binary never pick the same one between the check and the bind), starting at a
+/// pid-dependent offset, and are checked free.
+pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let _ = NEXT.compare_exchange(
         0,
-        20_000 + (std::process::id() % 400) as u16 * 100,
+        20_000 + (std::process::id() % 300) as u16 * 100,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
-        {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+}
+
+/// One cluster test at a time (see the module doc).
+fn exclusive() -> Option<MutexGuard<'static, ()>> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    if std::env::var_os("MINOTAUR_CLUSTER_PARALLEL").is_some() {
+        return None;
+    }
+    Some(LOCK.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// One line a node wrote to stderr, with when the harness read it.
@@ -70,19 +95,45 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// One node of a [`TestCluster`].
-pub struct ClusterNodeProc {
-    pub id: String,
-    pub addr: SocketAddr,
-    pub gossip: SocketAddr,
-    pub peer: SocketAddr,
-    pub data_dir: PathBuf,
-    /// The network namespace the node runs in (see [`NetLab`]); `None`: loopback.
-    pub netns: Option<String>,
-    child: Option<Child>,
+/// `activated session=S node=N epoch=E why=W`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub session: String,
+    pub node: String,
+    pub epoch: u64,
+    pub why: String,
 }
 
-impl ClusterNodeProc {
+/// `handed_over session=S from=A to=B epoch=E`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub session: String,
+    pub from: String,
+    pub to: String,
+    pub epoch: u64,
+}
+
+/// One row of `minotaur_sessions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirRow {
+    pub id: String,
+    pub game: String,
+    pub owner: String,
+    pub epoch: u64,
+    pub ended: bool,
+}
+
+/// One node process of a [`TestCluster`].
+pub struct NodeProc {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    /// SIGSTOPped by the test (and not continued yet).
+    pub stopped: bool,
+}
+
+impl NodeProc {
     pub fn http(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -91,154 +142,138 @@ impl ClusterNodeProc {
         format!("ws://{}/ws", self.addr)
     }
 
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
 }
 
-/// N nodes seeded with each other.
+/// See the module doc.
 pub struct TestCluster {
-    pub nodes: Vec<ClusterNodeProc>,
+    pub nodes: Vec<NodeProc>,
     pub logs: Arc<Mutex<Vec<LogLine>>>,
-    games: PathBuf,
+    pub pg: TestPostgres,
+    pub admin_token: String,
+    lease_ms: u64,
     extra_args: Vec<String>,
-    /// Dropped after the nodes (fields drop in order), so namespaces outlive their processes.
-    pub lab: Option<NetLab>,
-    _root: tempfile::TempDir,
-    _games: Option<tempfile::TempDir>,
+    games: tempfile::TempDir,
+    root: tempfile::TempDir,
+    _exclusive: Option<MutexGuard<'static, ()>>,
 }
 
 impl TestCluster {
-    /// Starts `n` nodes (`n1`..`nN`) and waits for each to print its listening line.
-    pub fn start(n: usize, extra_args: &[&str]) -> TestCluster {
-        TestCluster::start_inner(n, None, extra_args)
+    /// A database and `n` nodes (`n1`..`nN`) with the test lease, serving [`GAMES`];
+    /// returns once every node is ready.
+    pub async fn start(n: usize) -> TestCluster {
+        TestCluster::start_with(n, LEASE_MS, &[]).await
     }
 
-    /// Like [`TestCluster::start`], serving exactly `games` (test guests included).
-    pub fn start_with_games(n: usize, games: &[&str], extra_args: &[&str]) -> TestCluster {
-        TestCluster::start_inner(n, Some(games_dir_with(games)), extra_args)
-    }
-
-    /// Like [`TestCluster::start_with_games`], each node in a network namespace of its own
-    /// (a [`NetLab`]), so that tests can cut links between nodes. Needs root.
-    pub fn start_in_netns(n: usize, games: &[&str], extra_args: &[&str]) -> TestCluster {
-        let lab = NetLab::new(n);
-        let games_tmp = games_dir_with(games);
-        let root = tempfile::tempdir().expect("tempdir");
-        let nodes = (1..=n)
-            .map(|i| {
-                let ip = lab.ip(i - 1);
-                ClusterNodeProc {
-                    id: format!("n{i}"),
-                    addr: format!("{ip}:7878").parse().unwrap(),
-                    gossip: format!("{ip}:7946").parse().unwrap(),
-                    peer: format!("{ip}:7947").parse().unwrap(),
-                    data_dir: root.path().join(format!("n{i}")),
-                    netns: Some(lab.netns(i - 1)),
-                    child: None,
-                }
-            })
-            .collect();
+    /// Like [`TestCluster::start`] with a lease of `lease_ms` and extra `serve` flags.
+    pub async fn start_with(n: usize, lease_ms: u64, extra_args: &[&str]) -> TestCluster {
+        let exclusive = exclusive();
+        let pg = TestPostgres::start(free_port());
+        pg.create_db(DB);
         let mut c = TestCluster {
-            nodes,
+            nodes: Vec::new(),
             logs: Arc::new(Mutex::new(Vec::new())),
-            games: games_tmp.path().to_path_buf(),
+            pg,
+            admin_token: format!("test-admin-{}", std::process::id()),
+            lease_ms,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            lab: Some(lab),
-            _root: root,
-            _games: Some(games_tmp),
+            games: games_dir_with(GAMES),
+            root: tempfile::tempdir().expect("tempdir"),
+            _exclusive: exclusive,
         };
-        for i in 0..n {
-            c.spawn(i);
-        }
+        let ids: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+        c.add_nodes(&ids).await;
         c
     }
 
-    fn start_inner(
-        n: usize,
-        games_tmp: Option<tempfile::TempDir>,
-        extra_args: &[&str],
-    ) -> TestCluster {
-        let root = tempfile::tempdir().expect("tempdir");
-        let nodes = (1..=n)
-            .map(|i| {
-                let ip = "127.0.0.1";
-                ClusterNodeProc {
-                    id: format!("n{i}"),
-                    addr: format!("{ip}:{}", free_port()).parse().unwrap(),
-                    gossip: format!("{ip}:{}", free_port()).parse().unwrap(),
-                    peer: format!("{ip}:{}", free_port()).parse().unwrap(),
-                    data_dir: root.path().join(format!("n{i}")),
-                    netns: None,
-                    child: None,
-                }
-            })
-            .collect();
-        let mut c = TestCluster {
-            nodes,
-            logs: Arc::new(Mutex::new(Vec::new())),
-            games: games_tmp
-                .as_ref()
-                .map(|d| d.path().to_path_buf())
-                .unwrap_or_else(|| games_dir(&["tictactoe"])),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            lab: None,
-            _root: root,
-            _games: games_tmp,
-        };
-        for i in 0..n {
-            c.spawn(i);
+    /// Starts new nodes with ids `ids` (new ports, empty data dirs), together, and waits
+    /// until each is ready. Returns their indices.
+    pub async fn add_nodes(&mut self, ids: &[String]) -> Vec<usize> {
+        let first = self.nodes.len();
+        for id in ids {
+            self.nodes.push(NodeProc {
+                id: id.clone(),
+                addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                data_dir: self.root.path().join(id),
+                child: None,
+                stopped: false,
+            });
         }
-        c
+        let idx: Vec<usize> = (first..self.nodes.len()).collect();
+        self.spawn_all(&idx).await;
+        idx
     }
 
-    /// (Re)starts node `i` on its ports and data dir.
-    pub fn spawn(&mut self, i: usize) {
-        let seeds: Vec<String> = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, n)| n.gossip.to_string())
-            .collect();
-        let node = &self.nodes[i];
-        let bin = env!("CARGO_BIN_EXE_minotaur");
-        let mut cmd = match &node.netns {
-            // `ip netns exec` execs the binary: the child's pid is the node's.
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, bin]);
-                c
+    /// (Re)starts the nodes `idx` on their ports, data dirs and ids, together; waits for
+    /// each one's listening line and then until it is ready.
+    pub async fn spawn_all(&mut self, idx: &[usize]) {
+        let waits: Vec<_> = idx.iter().map(|&i| (i, self.spawn_process(i))).collect();
+        for (i, rx) in waits {
+            let deadline = Instant::now() + STARTUP;
+            loop {
+                match rx.try_recv() {
+                    Ok(()) => break,
+                    Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < deadline => {
+                        // Waiting for another process's output line.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => {
+                        self.kill(i);
+                        std::thread::sleep(Duration::from_millis(100));
+                        panic!(
+                            "{} did not print its listening line; its last log lines:\n{}",
+                            self.nodes[i].id,
+                            self.tail(&self.nodes[i].id, 20)
+                        );
+                    }
+                }
             }
-            None => Command::new(bin),
-        };
-        let mut child = cmd
+        }
+        for &i in idx {
+            self.wait_ready(i, Duration::from_secs(20)).await;
+        }
+    }
+
+    /// Restarts node `i` (same id, port and data dir) and waits until it is ready.
+    pub async fn spawn(&mut self, i: usize) {
+        self.spawn_all(&[i]).await;
+    }
+
+    /// Starts node `i`'s process; the receiver gets `()` at its listening line.
+    fn spawn_process(&mut self, i: usize) -> std::sync::mpsc::Receiver<()> {
+        let node = &self.nodes[i];
+        assert!(node.child.is_none(), "{} is already running", node.id);
+        let addr = node.addr.to_string();
+        let lease = self.lease_ms.to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
-            .args(["--listen", &node.addr.to_string()])
-            .arg("--games-dir")
-            .arg(&self.games)
+            .args(["--database-url", &self.pg.url(DB)])
+            .args(["--node-id", &node.id])
+            .args(["--listen", &addr, "--advertise-addr", &addr])
+            .args(["--lease-ms", &lease])
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .args(["--node-id", &node.id])
-            .args(if seeds.is_empty() {
-                vec![]
-            } else {
-                vec!["--seeds".to_string(), seeds.join(",")]
-            })
-            .args(["--gossip-listen", &node.gossip.to_string()])
-            .args(["--peer-listen", &node.peer.to_string()])
+            .arg("--games-dir")
+            .arg(self.games.path())
+            .args(["--admin-token", &self.admin_token])
+            // Bots and verifiers are not abusers.
+            .args(["--rate-per-sec", "1000", "--rate-burst", "1000"])
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| {
-                    "warn,minotaur_host::cluster=info,minotaur_host::cluster::node=debug,minotaur_cluster::membership=info,minotaur::activation=info".into()
+                    "warn,minotaur=info,minotaur::activation=info,minotaur_host::cluster=info"
+                        .into()
                 }),
             )
             .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -270,23 +305,41 @@ impl TestCluster {
                 });
             }
         });
-        // Generous: on a loaded 2-core machine compiling the games at start-up can be slow.
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let _ = child.kill();
-            std::thread::sleep(Duration::from_millis(100));
-            let tail: Vec<String> = self
-                .log_lines()
-                .into_iter()
-                .filter(|l| l.node == self.nodes[i].id)
-                .map(|l| l.text)
-                .collect();
-            panic!(
-                "{} did not print its listening line; its last log lines: {:#?}",
-                self.nodes[i].id,
-                &tail[tail.len().saturating_sub(8)..]
-            );
-        }
         self.nodes[i].child = Some(child);
+        self.nodes[i].stopped = false;
+        rx
+    }
+
+    /// Node `i` by id.
+    pub fn index(&self, id: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// The node id serving websocket `url` (`ws://addr/ws`).
+    pub fn id_of_url(&self, url: &str) -> Option<String> {
+        self.nodes
+            .iter()
+            .find(|n| n.ws_url() == url)
+            .map(|n| n.id.clone())
+    }
+
+    /// The websocket URLs of the nodes running now.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.ws_url())
+            .collect()
+    }
+
+    /// Indices of the nodes running (and not stopped by the test).
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some() && !self.nodes[i].stopped)
+            .collect()
     }
 
     /// `kill -9` node `i` and reap it.
@@ -295,31 +348,50 @@ impl TestCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.nodes[i].stopped = false;
     }
 
-    /// SIGTERM node `i` (it drains); see [`TestCluster::wait_exit`].
-    pub fn terminate(&self, i: usize) {
+    fn signal(&self, i: usize, sig: &str) {
         let pid = self.nodes[i].pid().expect("running");
         let ok = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([sig, &pid.to_string()])
             .status()
             .expect("run kill")
             .success();
-        assert!(ok, "kill -TERM failed");
+        assert!(ok, "kill {sig} {pid} failed");
     }
 
-    /// Waits for node `i` to exit on its own; `None` on timeout.
+    /// SIGTERM node `i` (it drains, then exits); see [`TestCluster::wait_exit`].
+    pub fn terminate(&self, i: usize) {
+        self.signal(i, "-TERM");
+    }
+
+    /// SIGSTOP node `i`: the process freezes, its sockets stay open.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+        self.nodes[i].stopped = true;
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+        self.nodes[i].stopped = false;
+    }
+
+    /// Waits for node `i` to exit on its own; its exit code, `None` on timeout.
     pub async fn wait_exit(&mut self, i: usize, deadline: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < deadline {
-            if let Some(c) = self.nodes[i].child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    self.nodes[i].child = None;
-                    return Some(status.code().unwrap_or(-1));
+            match self.nodes[i].child.as_mut() {
+                None => return Some(0),
+                Some(c) => {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        self.nodes[i].child = None;
+                        return Some(status.code().unwrap_or(-1));
+                    }
                 }
-            } else {
-                return Some(0);
             }
+            // Polling a child process: std has no async notification.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
@@ -339,247 +411,274 @@ impl TestCluster {
         }
     }
 
-    /// The member ids node `i` sees (sorted), or `None` if it does not answer.
-    pub async fn members(&self, i: usize) -> Option<Vec<String>> {
-        let v = self.get_json(i, "/api/cluster").await?;
-        let mut ids: Vec<String> = v["members"]
-            .as_array()?
-            .iter()
-            .filter_map(|m| m["id"].as_str().map(str::to_owned))
-            .collect();
-        ids.sort();
-        Some(ids)
+    /// `POST /admin/drain` on node `i` with the admin token: (status, report).
+    pub async fn admin_drain(&self, i: usize) -> (u16, Value) {
+        let resp = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+            .post(self.nodes[i].http("/admin/drain"))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("POST /admin/drain");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// The heads of node `i`'s replica of `session` ("" if it holds none).
-    pub async fn replica_changes(&self, i: usize, session: &str) -> String {
-        let Some(v) = self.get_json(i, "/api/cluster").await else {
-            return String::new();
-        };
-        v["replicas"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|r| r["session"] == session))
-            .and_then(|r| r["heads"].as_str())
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// Waits until every node sees all the others and answers `/readyz` 200.
-    pub async fn wait_all_joined(&self, deadline: Duration) {
-        let n = self.nodes.len();
-        wait_until(deadline, "every node joined and ready", || async move {
-            for i in 0..n {
-                if self.members(i).await.is_none_or(|m| m.len() != n)
-                    || self.status(i, "/readyz").await != 200
-                {
-                    return false;
-                }
-            }
-            true
+    /// Waits until node `i` answers `/readyz` 200 (serving with a valid lease).
+    pub async fn wait_ready(&self, i: usize, deadline: Duration) {
+        let what = format!("{} is ready", self.nodes[i].id);
+        wait_until(deadline, &what, || async move {
+            self.status(i, "/readyz").await == 200
         })
         .await;
     }
 
-    /// Waits until some node among `replicas` holds a copy of `session` whose heads stay put
-    /// for 10 polls 20 ms apart (four sync intervals): every acknowledged change is there.
-    pub async fn wait_replica_settled(&self, replicas: &[usize], session: &str) {
-        let start = Instant::now();
-        let (mut last, mut same) = (String::new(), 0);
-        while same < 10 {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the replica of {session} never settled"
-            );
-            let mut heads = String::new();
-            for &i in replicas {
-                heads = heads.max(self.replica_changes(i, session).await);
-            }
-            same = if !heads.is_empty() && heads == last {
-                same + 1
-            } else {
-                0
-            };
-            last = heads;
-            // Polling another process's state: there is nothing to be notified by.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// The session ids node `i` lists in `/api/sessions` (`None`: it does not answer).
+    pub async fn sessions_on(&self, i: usize) -> Option<Vec<String>> {
+        let v = self.get_json(i, "/api/sessions").await?;
+        Some(
+            v.as_array()?
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect(),
+        )
     }
 
-    /// Every `activated session=S node=N epoch=E` line so far, as `(S, N, E)`.
-    pub fn activations(&self) -> Vec<(String, String, u64)> {
-        self.log_lines()
-            .iter()
-            .filter_map(|l| {
-                let rest = &l.text[l.text.find("activated session=")?..];
-                let field = |k: &str| {
-                    let v = &rest[rest.find(k)? + k.len()..];
-                    Some(v.split_whitespace().next()?.to_owned())
+    /// The session directory, by id.
+    pub async fn directory(&self) -> BTreeMap<String, DirRow> {
+        let out = self
+            .pg
+            .query(
+                DB,
+                "SELECT id, game, owner, epoch, ended FROM minotaur_sessions ORDER BY id",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading the directory: {e}"));
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                let row = DirRow {
+                    id: f[0].to_owned(),
+                    game: f[1].to_owned(),
+                    owner: f[2].to_owned(),
+                    epoch: f[3].parse().expect("epoch"),
+                    ended: f[4] == "t",
                 };
-                Some((
-                    field("session=")?,
-                    field("node=")?,
-                    field("epoch=")?.parse().ok()?,
-                ))
+                (row.id.clone(), row)
             })
             .collect()
     }
 
-    /// The invariant checker: panics if two different nodes were ever activated for the
-    /// same `(session, epoch)` — two owners at once.
-    pub fn assert_single_owner(&self) {
-        let mut seen: std::collections::HashMap<(String, u64), String> = Default::default();
-        for (s, n, e) in self.activations() {
-            if let Some(other) = seen.insert((s.clone(), e), n.clone()) {
+    /// `minotaur_nodes` as `id → (incarnation, status, live)`.
+    pub async fn node_rows(&self) -> BTreeMap<String, (i64, String, bool)> {
+        let out = self
+            .pg
+            .query(
+                DB,
+                "SELECT id, incarnation, status, lease_expires > now() FROM minotaur_nodes",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading minotaur_nodes: {e}"));
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (
+                    f[0].to_owned(),
+                    (f[1].parse().unwrap(), f[2].to_owned(), f[3] == "t"),
+                )
+            })
+            .collect()
+    }
+
+    /// Every `activated` line so far, in arrival order.
+    pub fn activations(&self) -> Vec<Activation> {
+        self.log_lines()
+            .iter()
+            .filter_map(|l| {
+                let f = fields(&l.text, "activated session=")?;
+                Some(Activation {
+                    session: f.get("session")?.clone(),
+                    node: f.get("node")?.clone(),
+                    epoch: f.get("epoch")?.parse().ok()?,
+                    why: f.get("why").cloned().unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every `handed_over` line so far, in arrival order.
+    pub fn handovers(&self) -> Vec<Handover> {
+        self.log_lines()
+            .iter()
+            .filter_map(|l| {
+                let f = fields(&l.text, "handed_over session=")?;
+                Some(Handover {
+                    session: f.get("session")?.clone(),
+                    from: f.get("from")?.clone(),
+                    to: f.get("to")?.clone(),
+                    epoch: f.get("epoch")?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The invariant checker: at most one owner per `(session, epoch)` over the whole run.
+    /// Owners come from every node's `activated` lines (node N at epoch E), `handed_over`
+    /// lines (the target at the new epoch) and `created` — the node each session was
+    /// created on, at epoch 1 (the bots' records). Panics with the conflicting claims.
+    pub fn assert_single_owner(&self, created: &[(String, String)]) {
+        let mut owner: HashMap<(String, u64), (String, String)> = HashMap::new();
+        let mut claim = |s: &str, e: u64, node: &str, why: String| {
+            if let Some((other, how)) = owner.get(&(s.to_owned(), e)) {
                 assert_eq!(
-                    other, n,
-                    "session {s} epoch {e} activated on {other} and {n}"
+                    other, node,
+                    "two owners of session {s} at epoch {e}: {other} ({how}) and {node} ({why})"
+                );
+            } else {
+                owner.insert((s.to_owned(), e), (node.to_owned(), why));
+            }
+        };
+        for (s, n) in created {
+            claim(s, 1, n, "created it".into());
+        }
+        for a in self.activations() {
+            claim(
+                &a.session,
+                a.epoch,
+                &a.node,
+                format!("activated, {}", a.why),
+            );
+        }
+        for h in self.handovers() {
+            claim(
+                &h.session,
+                h.epoch,
+                &h.to,
+                format!("handed over by {}", h.from),
+            );
+        }
+    }
+
+    /// Waits until each of `sessions` is live in the directory, owned by a node that runs,
+    /// listed by that node's `/api/sessions` and by no other node; and checks that an owner
+    /// at epoch > 1 logged its activation at that epoch (the directory and the logs agree).
+    /// Returns the directory.
+    pub async fn wait_served_once(
+        &self,
+        sessions: &[String],
+        deadline: Duration,
+    ) -> BTreeMap<String, DirRow> {
+        let start = Instant::now();
+        loop {
+            let problems = self.serving_problems(sessions).await;
+            if problems.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "after {deadline:?}, sessions not served by exactly their owner:\n{}\nlast log lines:\n{}",
+                problems.join("\n"),
+                self.interesting_tail(40)
+            );
+            // Polling other processes' state.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dir = self.directory().await;
+        let acts = self.activations();
+        for s in sessions {
+            let row = &dir[s];
+            if row.epoch > 1 {
+                assert!(
+                    acts.iter()
+                        .any(|a| a.session == *s && a.epoch == row.epoch && a.node == row.owner),
+                    "session {s}: the directory names {} at epoch {}, which never logged that activation",
+                    row.owner,
+                    row.epoch
                 );
             }
         }
+        dir
+    }
+
+    /// What is wrong now with "each of `sessions` is served by exactly its owner".
+    async fn serving_problems(&self, sessions: &[String]) -> Vec<String> {
+        let dir = self.directory().await;
+        let mut listed: HashMap<String, Vec<String>> = HashMap::new();
+        for i in self.running() {
+            let Some(ids) = self.sessions_on(i).await else {
+                return vec![format!(
+                    "{} does not answer /api/sessions",
+                    self.nodes[i].id
+                )];
+            };
+            for s in ids {
+                listed.entry(s).or_default().push(self.nodes[i].id.clone());
+            }
+        }
+        let mut problems = Vec::new();
+        for s in sessions {
+            let on = listed.get(s).cloned().unwrap_or_default();
+            match dir.get(s) {
+                None => problems.push(format!("{s}: not in the directory; listed on {on:?}")),
+                Some(r) if r.ended => problems.push(format!("{s}: ended in the directory")),
+                Some(r) if on != [r.owner.clone()] => problems.push(format!(
+                    "{s}: the directory names {} at epoch {}; listed on {on:?}",
+                    r.owner, r.epoch
+                )),
+                Some(_) => {}
+            }
+        }
+        problems
     }
 
     /// Log lines so far (all nodes, in arrival order).
     pub fn log_lines(&self) -> Vec<LogLine> {
         self.logs.lock().unwrap().clone()
     }
-}
 
-/// Network namespaces for a cluster test: one per node, each with a veth into a bridge in
-/// the test's own namespace, where the test's clients live. [`NetLab::cut`] drops every
-/// packet between two nodes (blackhole routes both ways) while both stay reachable from
-/// the test; [`NetLab::heal`] restores the link. Everything is removed on drop.
-pub struct NetLab {
-    tag: String,
-    subnet: String,
-    n: usize,
-}
+    /// The last `n` lines of node `id`.
+    pub fn tail(&self, id: &str, n: usize) -> String {
+        let lines: Vec<String> = self
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.node == id)
+            .map(|l| l.text)
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
 
-/// Runs `ip args…`, panicking with its stderr on failure.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+    /// The last `n` lines of all nodes that are warnings, errors or cluster events.
+    pub fn interesting_tail(&self, n: usize) -> String {
+        let lines: Vec<String> = self
+            .log_lines()
+            .into_iter()
+            .filter(|l| {
+                l.text.contains("WARN")
+                    || l.text.contains("ERROR")
+                    || l.text.contains("cluster")
+                    || l.text.contains("activated")
+                    || l.text.contains("handed_over")
+                    || l.text.contains("takeover")
+                    || l.text.contains("drain")
+            })
+            .map(|l| format!("[{}] {}", l.node, l.text))
+            .collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
 
-impl NetLab {
-    /// `n` namespaces on a fresh bridge. Panics (with the reason) if namespaces cannot be
-    /// made here (they need root and iproute2).
-    pub fn new(n: usize) -> NetLab {
-        let pid = std::process::id();
-        let lab = NetLab {
-            tag: format!("mn{}", pid % 100_000),
-            subnet: format!("10.{}.{}", 100 + (pid / 250) % 100, pid % 250),
-            n,
-        };
-        lab.remove();
-        // The bridge lives in a hub namespace of its own: in the test's namespace, bridged
-        // packets would go through the host firewall (Docker sets FORWARD to DROP).
-        let hub = lab.hub();
-        ip(&["netns", "add", &hub]);
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &hub, "link", "set", "br0", "up"]);
-        // The test's own leg: an address on the subnet, reached without forwarding.
-        let up = format!("{}u", lab.tag);
-        ip(&[
-            "link", "add", &up, "type", "veth", "peer", "name", "root0", "netns", &hub,
-        ]);
-        ip(&["addr", "add", &format!("{}.1/24", lab.subnet), "dev", &up]);
-        ip(&["link", "set", &up, "up"]);
-        ip(&["-n", &hub, "link", "set", "root0", "master", "br0", "up"]);
-        for i in 0..n {
-            let ns = lab.netns(i);
-            let leg = format!("v{i}");
-            ip(&["netns", "add", &ns]);
-            ip(&[
-                "-n", &hub, "link", "add", &leg, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns,
-            ]);
-            ip(&["-n", &hub, "link", "set", &leg, "master", "br0", "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}/24", lab.ip(i)),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    /// Counts of log lines containing `needle`, per node.
+    pub fn count_lines(&self, needle: &str) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for l in self.log_lines() {
+            if l.text.contains(needle) {
+                *out.entry(l.node).or_insert(0) += 1;
+            }
         }
-        lab
-    }
-
-    fn hub(&self) -> String {
-        format!("{}h", self.tag)
-    }
-
-    pub fn netns(&self, i: usize) -> String {
-        format!("{}n{i}", self.tag)
-    }
-
-    pub fn ip(&self, i: usize) -> String {
-        format!("{}.{}", self.subnet, 11 + i)
-    }
-
-    /// Drop every packet between nodes `a` and `b`, both ways.
-    pub fn cut(&self, a: usize, b: usize) {
-        ip(&[
-            "-n",
-            &self.netns(a),
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", self.ip(b)),
-        ]);
-        ip(&[
-            "-n",
-            &self.netns(b),
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", self.ip(a)),
-        ]);
-    }
-
-    /// Undo [`NetLab::cut`].
-    pub fn heal(&self, a: usize, b: usize) {
-        ip(&[
-            "-n",
-            &self.netns(a),
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", self.ip(b)),
-        ]);
-        ip(&[
-            "-n",
-            &self.netns(b),
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", self.ip(a)),
-        ]);
-    }
-
-    /// Best-effort removal (also of leftovers from a crashed earlier run with this pid).
-    fn remove(&self) {
-        for ns in (0..self.n).map(|i| self.netns(i)).chain([self.hub()]) {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("{}u", self.tag)])
-            .output();
-    }
-}
-
-impl Drop for NetLab {
-    fn drop(&mut self) {
-        self.remove();
+        out
     }
 }
 
@@ -588,7 +687,28 @@ impl Drop for TestCluster {
         for i in 0..self.nodes.len() {
             self.kill(i);
         }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- cluster log (warnings and cluster events, last 150) ----\n{}",
+                self.interesting_tail(150)
+            );
+            eprintln!(
+                "---- PostgreSQL log (last 20) ----\n{}",
+                self.pg.log_tail(20)
+            );
+        }
     }
+}
+
+/// `key=value` fields of the log line `text` from `marker` on (`None` without it).
+fn fields(text: &str, marker: &str) -> Option<HashMap<String, String>> {
+    let rest = &text[text.find(marker)?..];
+    Some(
+        rest.split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    )
 }
 
 fn http() -> reqwest::Client {

@@ -1,14 +1,20 @@
-//! Cluster tests over real processes: several `minotaur serve` nodes on loopback, seeded
-//! with each other (see `harness.rs`). One test binary for all cluster scenarios.
+//! Cluster tests over real processes: `minotaur serve` nodes on loopback around a real,
+//! throwaway PostgreSQL server (`harness.rs`, `../common/pg.rs`), with bots that play
+//! through drains, crashes, pauses and database restarts and record every acknowledged
+//! input (`bots.rs`). One test binary for all cluster scenarios; they run one at a time.
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/pg.rs"]
+mod pg;
 
-mod batch;
-mod drain;
+mod bots;
 mod harness;
-mod membership;
-mod partition;
+
+mod database;
+mod drain;
+mod outage;
+mod pause;
 mod rolling;
 mod routing;
 mod takeover;

@@ -1,9 +1,19 @@
 //! Every kind of bad input gets its stable error code and changes nothing
 //! else; only an oversized frame or a sustained flood closes the connection.
 
-use serde_json::json;
+use std::time::Instant;
 
-use crate::common::{tictactoe_pair, Client, Enc, TestNode};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::{
+    protocol::frame::{
+        coding::{Data, OpCode},
+        Frame,
+    },
+    Message,
+};
+
+use crate::common::{tictactoe_pair, Client, Enc, TestNode, DEADLINE};
 
 /// The connection still works: a ping gets its pong.
 async fn still_alive(c: &mut Client) {
@@ -152,4 +162,141 @@ async fn an_input_flood_is_rate_limited_then_closed() {
     if let Some(close) = x.recv_close().await {
         assert_eq!(u16::from(close.code), 1008);
     }
+}
+
+/// A websocket the test writes raw frames to (the regular client only sends
+/// well-formed messages): connected, its `welcome` read.
+async fn raw_socket(
+    node: &TestNode,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut ws, _) =
+        tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(node.ws_url()))
+            .await
+            .expect("connected in time")
+            .expect("websocket connect");
+    match tokio::time::timeout(DEADLINE, ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => assert!(t.contains("welcome"), "{t}"),
+        other => panic!("no welcome: {other:?}"),
+    }
+    ws
+}
+
+/// Read until the server closes; the code of its close frame. Panics if the
+/// connection ends without one or stays open past the deadline.
+async fn close_code(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> u16 {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Err(_) => panic!("not closed within {DEADLINE:?}"),
+            Ok(Some(Ok(Message::Close(Some(f))))) => return u16::from(f.code),
+            Ok(Some(Ok(Message::Close(None)))) => panic!("close frame without a code"),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("connection dropped without a close frame: {e}"),
+            Ok(None) => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// A text frame is UTF-8 by definition (RFC 6455): one that is not closes the
+/// connection with 1007, whether the bad bytes come in one frame or only in a
+/// continuation. Other connections and sessions go on.
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    let node = TestNode::start(&[]);
+    let (mut x, mut o, _) = tictactoe_pair(&node).await;
+    x.input_ok(json!({"cell": 4}), 1).await;
+
+    let mut bad = raw_socket(&node).await;
+    let text = |bytes: &[u8], fin| {
+        Message::Frame(Frame::message(
+            bytes.to_vec(),
+            OpCode::Data(Data::Text),
+            fin,
+        ))
+    };
+    bad.send(text(b"{\"type\": \"ping\", \"nonce\": \"\xff\xfe\"}", true))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut bad).await, 1007);
+
+    // Valid in the first fragment (the start of a two-byte character), invalid
+    // once the continuation arrives.
+    let mut split = raw_socket(&node).await;
+    split
+        .send(text(b"{\"nonce\": \"\xc3", false))
+        .await
+        .expect("send");
+    let rest = Frame::message(b"(\"}".to_vec(), OpCode::Data(Data::Continue), true);
+    split.send(Message::Frame(rest)).await.expect("send");
+    assert_eq!(close_code(&mut split).await, 1007);
+
+    // Nothing else noticed.
+    still_alive(&mut x).await;
+    o.input_ok(json!({"cell": 0}), 1).await;
+    x.input_ok(json!({"cell": 8}), 2).await;
+}
+
+/// Every frame is charged to the rate limit before it is decoded: a flood of
+/// frames that do not even decode is limited like any other.
+#[tokio::test]
+async fn a_flood_of_undecodable_frames_is_rate_limited_then_closed() {
+    // No refill: exactly the burst passes, whatever the timing.
+    let node = TestNode::start(&[
+        "--rate-per-sec",
+        "0",
+        "--rate-burst",
+        "10",
+        "--rate-abuse-limit",
+        "20",
+    ]);
+    let mut c = node.client().await;
+    let mut b = Client::connect(&node, Enc::MsgPack).await;
+    // 10 pass (and are refused as bad frames), 20 are dropped, the 31st closes.
+    for i in 0..31 {
+        if i % 2 == 0 {
+            c.send_text("{this is not json").await;
+        } else {
+            c.send_text(r#"{"type": "dance"}"#).await;
+        }
+    }
+    let mut answers = Vec::new();
+    for _ in 0..31 {
+        answers.push(c.recv_type("error").await);
+    }
+    let codes: Vec<&str> = answers
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        codes[..10]
+            .iter()
+            .all(|&c| c == "bad_frame" || c == "unknown_type"),
+        "{codes:?}"
+    );
+    assert!(
+        codes[10..].iter().all(|&c| c == "rate_limited"),
+        "{codes:?}"
+    );
+    // Dropped undecoded: no `seq` to name.
+    assert!(
+        answers[10..].iter().all(|e| e["seq"].is_null()),
+        "{answers:?}"
+    );
+    let close = c.recv_close().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008);
+
+    // The same for MessagePack, on its own budget.
+    for _ in 0..12 {
+        b.send_binary(vec![0xc1]).await;
+    }
+    for _ in 0..10 {
+        b.recv_error("bad_frame").await;
+    }
+    b.recv_error("rate_limited").await;
+    b.recv_error("rate_limited").await;
 }

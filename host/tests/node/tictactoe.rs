@@ -1,7 +1,10 @@
 //! Turn-based play through the whole stack: wins, draws, quick-match,
 //! resuming a seat, and a MessagePack client.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
+use tokio::sync::Barrier;
 
 use crate::common::{tictactoe_pair, Client, Enc, TestNode};
 
@@ -109,6 +112,41 @@ async fn concurrent_quick_matches_fill_sessions_exactly() {
     }
     assert_eq!(per_session.len(), PLAYERS / 2, "{per_session:?}");
     assert!(per_session.values().all(|&n| n == 2), "{per_session:?}");
+}
+
+/// Two quick-matches sent at the same instant share one session, round after
+/// round on one node. Every round starts with no open session (the earlier
+/// ones are full), so the first of the pair starts one and the second must
+/// find it, also while the first's join is still being made durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_quick_match_pairs_share_a_session() {
+    const ROUNDS: usize = 50;
+    let node = TestNode::start(&[]);
+    let mut sessions = std::collections::BTreeSet::new();
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(2));
+        let mut tasks = Vec::new();
+        for name in ["a", "b"] {
+            let mut client = node.client().await;
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                client.quick_match("tictactoe", name).await
+            }));
+        }
+        let mut joined = Vec::new();
+        for t in tasks {
+            joined.push(t.await.expect("quick-match task"));
+        }
+        let (ja, jb) = (&joined[0], &joined[1]);
+        assert_eq!(ja["session"], jb["session"], "round {round}: {ja} / {jb}");
+        assert_ne!(ja["player"], jb["player"], "round {round}: {ja} / {jb}");
+        let session = ja["session"].as_str().expect("session id").to_owned();
+        assert!(
+            sessions.insert(session),
+            "round {round}: matched into a full session: {ja}"
+        );
+    }
 }
 
 #[tokio::test]

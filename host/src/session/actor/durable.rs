@@ -155,7 +155,7 @@ pub fn resume_stored(
         // Seats are now all disconnected.
         seats_dirty: true,
         removed_seats: Vec::new(),
-        // A journal's state reaches the document (and so the replicas) within
+        // A journal's state reaches the document within
         // `doc_interval` even if no batch ever comes.
         persist_due: from_journal.then(tokio::time::Instant::now),
         last_persist: tokio::time::Instant::now(),

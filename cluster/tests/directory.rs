@@ -1,0 +1,285 @@
+//! The directory against a real PostgreSQL (`testing::TestPostgres`): schema refusal,
+//! fenced writes, compare-and-set claims at the same instant, hand-offs with their
+//! notification, orphans by lease.
+
+use std::{sync::Arc, time::Duration};
+
+use minotaur_cluster::{testing::TestPostgres, Claim, Db, DbError, FencedWrite};
+use minotaur_state::{Journal, SessionWrite};
+
+async fn db(pg: &TestPostgres, name: &str) -> Db {
+    let db = Db::connect_lazy(&pg.create_db(name)).expect("url");
+    db.migrate().await.expect("migrate");
+    db
+}
+
+fn journal(session: &str, epoch: u64, tick: u64) -> FencedWrite {
+    FencedWrite {
+        epoch,
+        write: SessionWrite::Journal {
+            session: session.into(),
+            journal: Journal {
+                tick,
+                state: vec![tick as u8; 4],
+            },
+        },
+    }
+}
+
+fn full(session: &str, epoch: u64, bytes: &[u8]) -> FencedWrite {
+    FencedWrite {
+        epoch,
+        write: SessionWrite::Full {
+            session: session.into(),
+            bytes: bytes.to_vec(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_a_newer_schema_is_refused() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "schema").await;
+    assert_eq!(db.migrate().await.expect("again"), Db::known_version());
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99999, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(db.pool())
+    .await
+    .expect("fake a newer migration");
+    match db.migrate().await {
+        Err(DbError::SchemaTooNew { found, known }) => {
+            assert_eq!(found, 99999);
+            assert_eq!(known, Db::known_version());
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_writes_nothing_after_a_claim() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "fence").await;
+    assert!(db.create_session("s1", "tictactoe", "a").await.unwrap());
+    assert!(
+        !db.create_session("s1", "tictactoe", "b").await.unwrap(),
+        "ids are unique"
+    );
+    assert_eq!(
+        db.write_sessions("a", &[full("s1", 1, b"doc-a")])
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        db.write_sessions("a", &[journal("s1", 1, 7)])
+            .await
+            .unwrap(),
+        [true]
+    );
+    // b takes it over from (a, 1).
+    let won = db
+        .claim(
+            "b",
+            &[Claim {
+                session: "s1".into(),
+                owner: "a".into(),
+                epoch: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(won, [("s1".to_string(), 2)]);
+    // a's writes at epoch 1 are fenced; b's at 2 apply, in the same group as a fenced one.
+    assert_eq!(
+        db.write_sessions("a", &[journal("s1", 1, 8)])
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        db.write_sessions("a", &[full("s1", 2, b"x")])
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert!(db.create_session("s2", "arena", "b").await.unwrap());
+    let applied = db
+        .write_sessions("b", &[journal("s1", 2, 9), full("s2", 2, b"wrong-epoch")])
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, false]);
+    let s = db.load_session("s1").await.unwrap().expect("stored");
+    assert_eq!((s.owner.as_str(), s.epoch), ("b", 2));
+    assert_eq!(s.doc.as_deref(), Some(&b"doc-a"[..]));
+    assert_eq!(
+        s.journal.map(|j| j.tick),
+        Some(9),
+        "the journal is b's, not a's stale one"
+    );
+    // Appends follow the base in order; a document write clears the journal.
+    let append = |chunk: &[u8]| FencedWrite {
+        epoch: 2,
+        write: SessionWrite::Append {
+            session: "s1".into(),
+            chunk: chunk.to_vec(),
+        },
+    };
+    db.write_sessions("b", &[append(b"-c1")]).await.unwrap();
+    db.write_sessions("b", &[append(b"-c2")]).await.unwrap();
+    let s = db.load_session("s1").await.unwrap().unwrap();
+    assert_eq!(s.doc.as_deref(), Some(&b"doc-a-c1-c2"[..]));
+    assert!(s.journal.is_none());
+    // The end of the game: a tombstone that a stale owner cannot revive.
+    let delete = FencedWrite {
+        epoch: 2,
+        write: SessionWrite::Delete {
+            session: "s1".into(),
+        },
+    };
+    assert_eq!(db.write_sessions("b", &[delete]).await.unwrap(), [true]);
+    assert_eq!(
+        db.write_sessions("b", &[full("s1", 2, b"again")])
+            .await
+            .unwrap(),
+        [false]
+    );
+    let s = db.load_session("s1").await.unwrap().unwrap();
+    assert!(s.ended && s.doc.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_at_the_same_instant_have_one_winner() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "race").await;
+    for round in 0..20 {
+        let id = format!("s{round}");
+        db.create_session(&id, "tictactoe", "dead").await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (db, id, barrier) = (db.clone(), id.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let claim = Claim {
+                        session: id,
+                        owner: "dead".into(),
+                        epoch: 1,
+                    };
+                    barrier.wait().await;
+                    db.claim(&format!("n{i}"), &[claim]).await.unwrap()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += t.await.unwrap().len();
+        }
+        assert_eq!(winners, 1, "round {round}");
+        let at = db.locate(&id).await.unwrap().unwrap();
+        assert_eq!(at.epoch, 2);
+        assert!(at.owner.starts_with('n'));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_offs_move_only_what_the_sender_holds_and_notify_the_target() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "handoff").await;
+    let mut listener = db.listener().await.unwrap();
+    for id in ["h1", "h2", "h3"] {
+        db.create_session(id, "arena", "a").await.unwrap();
+    }
+    db.create_session("other", "arena", "c").await.unwrap();
+    let moved = db
+        .hand_off(
+            "a",
+            "b",
+            &[
+                ("h1".into(), 1),
+                ("h2".into(), 5),
+                ("other".into(), 1),
+                ("h3".into(), 1),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = moved.iter().map(|(s, e)| (s.as_str(), *e)).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [("h1", 2), ("h3", 2)],
+        "wrong epoch and foreign sessions stay"
+    );
+    let to = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("notified")
+        .unwrap();
+    assert_eq!(
+        to,
+        minotaur_cluster::directory::Announcement::Handoff("b".into())
+    );
+    let mut owned = db.owned("b").await.unwrap();
+    owned.sort();
+    assert_eq!(owned, [("h1".to_string(), 2), ("h3".to_string(), 2)]);
+    assert_eq!(db.owned("a").await.unwrap(), [("h2".to_string(), 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_sessions_of_expired_or_stopped_nodes() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "orphans").await;
+    let lease = Duration::from_millis(300);
+    let a = db
+        .register_node("a", "127.0.0.1:1", "t", lease)
+        .await
+        .unwrap();
+    let b = db
+        .register_node("b", "127.0.0.1:2", "t", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.register_node("b", "127.0.0.1:2", "t", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        b + 1
+    );
+    assert!(
+        !db.renew_lease("b", b, Duration::from_secs(60), 0)
+            .await
+            .unwrap(),
+        "old incarnation"
+    );
+    db.create_session("sa", "arena", "a").await.unwrap();
+    db.create_session("sb", "arena", "b").await.unwrap();
+    db.create_session("sx", "arena", "gone").await.unwrap();
+    let ids =
+        |o: Vec<minotaur_cluster::Orphan>| o.into_iter().map(|o| o.session).collect::<Vec<_>>();
+    assert_eq!(ids(db.orphans(Duration::ZERO, 100).await.unwrap()), ["sx"]);
+    // a's lease runs out (database time); with a grace it is not an orphan yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = ids(db.orphans(Duration::from_millis(50), 100).await.unwrap());
+        if o == ["sa", "sx"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a's sessions never orphaned: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(db
+        .renew_lease("a", a, Duration::from_secs(60), 1)
+        .await
+        .unwrap());
+    assert_eq!(ids(db.orphans(Duration::ZERO, 100).await.unwrap()), ["sx"]);
+    // A stopped node's sessions are orphans at once.
+    db.set_node_status("a", a, minotaur_cluster::NodeStatus::Stopped)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(db.orphans(Duration::from_secs(5), 100).await.unwrap()),
+        ["sa", "sx"]
+    );
+}
