@@ -26,8 +26,10 @@ import websockets
 DEADLINE_S = 20.0
 # The phase the orchestrator is in; bots tag their errors and pauses with it.
 PHASE = ["setup"]
-# Seconds between two moves of one tic-tac-toe bot (pacing, not synchronisation).
+# Seconds between two moves of one tic-tac-toe bot, two inputs of one arena bot (pacing,
+# not synchronisation; an arena bot also waits for the ack of its previous input).
 TTT_MOVE_INTERVAL_S = 0.5
+ARENA_INPUT_INTERVAL_S = 0.1
 
 
 def loopback(url):
@@ -185,11 +187,11 @@ class Bot:
         raise RuntimeError(f"{self.name}: could not resume")
 
     def next_input(self):
+        if time.monotonic() < self.next_move_at:
+            return None
         if self.game == "arena":
             a = random.random() * 6.283
             return {"dir": [round(math.cos(a), 3), round(math.sin(a), 3)]}
-        if time.monotonic() < self.next_move_at:
-            return None
         v = self.view or {}
         if v.get("turn") != v.get("you") or v.get("outcome"):
             return None
@@ -212,6 +214,8 @@ class Bot:
                     if self.game == "tictactoe":
                         self.moves += 1
                         self.next_move_at = time.monotonic() + TTT_MOVE_INTERVAL_S
+                    else:
+                        self.next_move_at = time.monotonic() + ARENA_INPUT_INTERVAL_S
                 try:
                     await self.recv(lambda m: True, 0.1 if self.game == "arena" else 0.3)
                 except (TimeoutError, asyncio.TimeoutError):

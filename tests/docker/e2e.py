@@ -31,7 +31,8 @@ whose second moves are allowed just before that phase's fault, so they race it.
 Printed: sessions, acked inputs, redirects, resume retries by cause, errors by phase,
 player-visible pause per arena session (p50/p99/max) per phase, takeover times.
 Everything the script makes is removed, also on failure (images: by run.sh); the
-containers' logs are kept in /tmp/<run>-logs on failure.
+containers' logs are kept in /tmp/<run>-logs on failure (always with
+MINOTAUR_E2E_KEEP_LOGS=1).
 """
 
 import asyncio
@@ -426,12 +427,27 @@ async def scenario(cluster):
             if t.done() and t.exception():
                 raise t.exception()
 
-    async def wait_bots(what, cond, timeout=60):
+    def bot_state(b):
+        v = b.view or {}
+        state = {"session": b.session, "resuming": b.resuming, "url_hint": b.url_hint,
+                 "version": b.version, "reconnects": b.reconnects, "acked": b.acked,
+                 "pending": dict(b.pending), "errors": b.error_log[-3:]}
+        if b.game == "tictactoe":
+            state.update(budget=b.move_budget, acked_cells=b.acked_cells, you=v.get("you"),
+                         turn=v.get("turn"), board=v.get("board"), outcome=v.get("outcome"))
+        return state
+
+    async def wait_bots(what, cond, timeout=60, show=()):
+        """Wait for `cond` over the bots; on a timeout, show the state of the `show` bots
+        and of every bot not seated."""
         end = time.monotonic() + timeout
         while not cond():
             check_tasks()
             if time.monotonic() > end:
-                raise TimeoutError(f"timed out waiting for {what}")
+                shown = show() if callable(show) else show
+                odd = {b.name: bot_state(b) for b in bots
+                       if b in shown or b.resuming or b.url_hint}
+                raise TimeoutError(f"timed out waiting for {what}; bots: {odd}")
             await asyncio.sleep(0.1)  # polling interval of a condition with a deadline
 
     def budget(bs, n):
@@ -514,7 +530,8 @@ async def scenario(cluster):
     botmod.PHASE[0] = "after-upgrade"
     await wait_bots("every bot on a v2 node, the upgrade group's second moves acked", lambda: all(
         b.version == "e2e-v2" for b in bots) and seated(bots) and all(
-        len(b.acked_cells) >= 2 for b in group["upgrade"]), 60)
+        len(b.acked_cells) >= 2 for b in group["upgrade"]), 60,
+        lambda: [b for b in bots if b.version != "e2e-v2" or b in group["upgrade"]])
     after_map = await settled("the upgrade")
     report["upgrade"] = {
         "took_s": round(up_took, 1), "sessions": len(before),
@@ -555,7 +572,8 @@ async def scenario(cluster):
         await wait_bots("every bot seated and every arena player acked after the unpause, "
                         "the pause group's second moves acked", lambda: seated(bots) and all(
                             b.acked > acks[b.name] for b in arena) and all(
-                            len(b.acked_cells) >= 2 for b in group["pause"]), 60)
+                            len(b.acked_cells) >= 2 for b in group["pause"]), 60,
+                        lambda: [b for b in arena if b.acked <= acks[b.name]] + group["pause"])
         pause_map = await settled("the pause")
         report["pause"] = {
             "node": victim.id, "node_sessions": len(victim_sessions),
@@ -600,7 +618,8 @@ async def scenario(cluster):
         await wait_bots("every bot seated and every arena player acked after the restart, "
                         "the pg group's second moves acked", lambda: seated(bots) and all(
                             b.acked > acks[b.name] for b in arena) and all(
-                            len(b.acked_cells) >= 2 for b in group["pg"]), 60)
+                            len(b.acked_cells) >= 2 for b in group["pg"]), 60,
+                        lambda: [b for b in arena if b.acked <= acks[b.name]] + group["pg"])
         t_acks = time.monotonic()
         # An ack in flight when the server stopped may arrive just after `docker stop`
         # returned; anything later and before the start was acked without the database.
@@ -645,7 +664,8 @@ async def scenario(cluster):
     takeover = time.monotonic() - t0
     await wait_bots("the killed node's players seated again, the kill group's second moves "
                     "acked", lambda: all(b.reconnects > reconnects[b.name] for b in hit) and seated(
-                        bots) and all(len(b.acked_cells) >= 2 for b in group["kill"]), 60)
+                        bots) and all(len(b.acked_cells) >= 2 for b in group["kill"]), 60,
+                    lambda: [b for b in hit if b.reconnects <= reconnects[b.name]] + group["kill"])
     await settled("the takeover")
     report["kill"] = {"node": victim.id, "node_sessions": len(victim_sessions),
                       "players_hit": len(hit), "takeover_s": round(takeover, 2),
@@ -655,7 +675,8 @@ async def scenario(cluster):
     # ---- finish: the games go on to their end on the remaining nodes.
     botmod.PHASE[0] = "finish"
     budget(ttt, 9)
-    await wait_bots("tic-tac-toe games over", lambda: all(b.ended for b in ttt), 90)
+    await wait_bots("tic-tac-toe games over", lambda: all(b.ended for b in ttt), 90,
+                    lambda: [b for b in ttt if not b.ended])
     stop.set()
     await asyncio.gather(*tasks)
 
@@ -695,7 +716,7 @@ def main():
         ok = True
     finally:
         try:
-            cluster.down(keep_logs=not ok)
+            cluster.down(keep_logs=not ok or os.environ.get("MINOTAUR_E2E_KEEP_LOGS") == "1")
         except Exception as e:  # report, but do not hide the test's own failure
             log(f"[{kind}] cleanup: {e}")
         log(f"{kind}: {int(ok)} passed, {int(not ok)} failed")
