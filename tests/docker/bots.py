@@ -2,7 +2,8 @@
 
 Each bot holds one seat over a real websocket (JSON frames, docs/PROTOCOL.md),
 counts the inputs the node acknowledged, follows `moved` redirects and, when its
-connection drops, resumes its seat with its token on any node it knows of.
+connection drops or the node answers `session_moved`, resumes its seat with its token
+on any node it knows of.
 
 Bots only ever connect to loopback addresses: a `moved` URL that is not on
 127.0.0.1 (a container's address on a Docker network, as under Swarm) is not
@@ -68,6 +69,9 @@ class Bot:
         self.ended = False
         self.resuming = False
         self.url_hint = None
+        # The node said the session moved without saying where (`session_moved`): resume
+        # through any node.
+        self.must_resume = False
         self.next_move_at = 0.0
 
     async def connect(self, url=None):
@@ -120,6 +124,8 @@ class Bot:
             self.url_hint = msg.get("url")
         elif t == "error":
             code = msg.get("code")
+            if code == "session_moved":
+                self.must_resume = True
             self.errors[code] = self.errors.get(code, 0) + 1
             self.error_log.append((PHASE[0], code, msg.get("message")))
             self.pending.pop(msg.get("seq"), None)
@@ -154,6 +160,7 @@ class Bot:
         self.reconnects += 1
         self.resuming = True
         hint, self.url_hint = self.url_hint, None
+        self.must_resume = False
         end = time.monotonic() + 60
         while time.monotonic() < end:
             why = None
@@ -220,7 +227,7 @@ class Bot:
                     await self.recv(lambda m: True, 0.1 if self.game == "arena" else 0.3)
                 except (TimeoutError, asyncio.TimeoutError):
                     pass
-                if self.url_hint:
+                if self.url_hint or self.must_resume:
                     await self.ws.close()
                     raise websockets.ConnectionClosed(None, None)
             except (websockets.ConnectionClosed, OSError):

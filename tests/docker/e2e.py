@@ -430,6 +430,7 @@ async def scenario(cluster):
     def bot_state(b):
         v = b.view or {}
         state = {"session": b.session, "resuming": b.resuming, "url_hint": b.url_hint,
+                 "must_resume": b.must_resume,
                  "version": b.version, "reconnects": b.reconnects, "acked": b.acked,
                  "pending": dict(b.pending), "errors": b.error_log[-3:]}
         if b.game == "tictactoe":
@@ -446,7 +447,7 @@ async def scenario(cluster):
             if time.monotonic() > end:
                 shown = show() if callable(show) else show
                 odd = {b.name: bot_state(b) for b in bots
-                       if b in shown or b.resuming or b.url_hint}
+                       if b in shown or b.resuming or b.url_hint or b.must_resume}
                 raise TimeoutError(f"timed out waiting for {what}; bots: {odd}")
             await asyncio.sleep(0.1)  # polling interval of a condition with a deadline
 
@@ -455,7 +456,7 @@ async def scenario(cluster):
             b.move_budget = n
 
     def seated(bs):
-        return all(not b.resuming and not b.url_hint for b in bs)
+        return all(not b.resuming and not b.url_hint and not b.must_resume for b in bs)
 
     def set_urls():
         for b in bots:
