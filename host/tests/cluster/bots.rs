@@ -979,3 +979,25 @@ async fn check_arena_dir(p: &mut Player, dirs: &[[i64; 2]]) -> Result<(), String
         ))
     }
 }
+
+#[test]
+fn the_board_check_finds_a_lost_move_and_a_board_off_the_plan() {
+    let board = |cells: &[(usize, &str)]| {
+        let mut b = vec![Value::Null; 9];
+        for (c, m) in cells {
+            b[*c] = json!(m);
+        }
+        json!({ "board": b })
+    };
+    let acked = vec![(0, "X".to_owned()), (1, "O".to_owned())];
+    assert_eq!(check_board(&board(&[(0, "X"), (1, "O")]), &acked), Ok(2));
+    // One more move than acknowledged (applied, its ack lost): fine.
+    assert_eq!(
+        check_board(&board(&[(0, "X"), (1, "O"), (2, "X")]), &acked),
+        Ok(3)
+    );
+    // An acknowledged move missing.
+    assert!(check_board(&board(&[(0, "X")]), &acked).is_err());
+    // Not the plan's order.
+    assert!(check_board(&board(&[(0, "X"), (1, "O"), (4, "X")]), &acked).is_err());
+}

@@ -253,7 +253,7 @@ impl TestCluster {
         let lease = self.lease_ms.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
-            .args(["--database-url", &self.pg.url(DB)])
+            .args(["--database-url", &database_url(&self.pg)])
             .args(["--node-id", &node.id])
             .args(["--listen", &addr, "--advertise-addr", &addr])
             .args(["--lease-ms", &lease])
@@ -531,36 +531,12 @@ impl TestCluster {
     /// lines (the target at the new epoch) and `created` — the node each session was
     /// created on, at epoch 1 (the bots' records). Panics with the conflicting claims.
     pub fn assert_single_owner(&self, created: &[(String, String)]) {
-        let mut owner: HashMap<(String, u64), (String, String)> = HashMap::new();
-        let mut claim = |s: &str, e: u64, node: &str, why: String| {
-            if let Some((other, how)) = owner.get(&(s.to_owned(), e)) {
-                assert_eq!(
-                    other, node,
-                    "two owners of session {s} at epoch {e}: {other} ({how}) and {node} ({why})"
-                );
-            } else {
-                owner.insert((s.to_owned(), e), (node.to_owned(), why));
-            }
-        };
-        for (s, n) in created {
-            claim(s, 1, n, "created it".into());
-        }
-        for a in self.activations() {
-            claim(
-                &a.session,
-                a.epoch,
-                &a.node,
-                format!("activated, {}", a.why),
-            );
-        }
-        for h in self.handovers() {
-            claim(
-                &h.session,
-                h.epoch,
-                &h.to,
-                format!("handed over by {}", h.from),
-            );
-        }
+        let conflicts = owner_conflicts(created, &self.activations(), &self.handovers());
+        assert!(
+            conflicts.is_empty(),
+            "two owners at one epoch:\n{}",
+            conflicts.join("\n")
+        );
     }
 
     /// Waits until each of `sessions` is live in the directory, owned by a node that runs,
@@ -684,9 +660,7 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
-        }
+        // The database's view first, while the nodes still hold their connections.
         if std::thread::panicking() {
             eprintln!(
                 "---- cluster log (warnings and cluster events, last 150) ----\n{}",
@@ -696,8 +670,58 @@ impl Drop for TestCluster {
                 "---- PostgreSQL log (last 20) ----\n{}",
                 self.pg.log_tail(20)
             );
+            // Who holds or waits for what in the database (a stuck claim, a stale
+            // owner's open transaction).
+            let activity = self.pg.psql(
+                DB,
+                "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, \
+                 left(regexp_replace(query, '\\s+', ' ', 'g'), 100) \
+                 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state <> 'idle' AND pid <> pg_backend_pid()",
+            );
+            eprintln!(
+                "---- pg_stat_activity (not idle) ----\n{}",
+                activity.unwrap_or_else(|e| e)
+            );
+        }
+        for i in 0..self.nodes.len() {
+            self.kill(i);
         }
     }
+}
+
+/// Every `(session, epoch)` with two different owners among: the node each session was
+/// created on (epoch 1), the activations and the hand-overs' targets.
+pub fn owner_conflicts(
+    created: &[(String, String)],
+    activations: &[Activation],
+    handovers: &[Handover],
+) -> Vec<String> {
+    let mut owner: HashMap<(String, u64), (String, String)> = HashMap::new();
+    let mut conflicts = Vec::new();
+    let claims = created
+        .iter()
+        .map(|(s, n)| (s.clone(), 1, n.clone(), "created it".to_owned()))
+        .chain(activations.iter().map(|a| {
+            let why = format!("activated, {}", a.why);
+            (a.session.clone(), a.epoch, a.node.clone(), why)
+        }))
+        .chain(handovers.iter().map(|h| {
+            let why = format!("handed over by {}", h.from);
+            (h.session.clone(), h.epoch, h.to.clone(), why)
+        }));
+    for (s, e, node, why) in claims {
+        match owner.get(&(s.clone(), e)) {
+            Some((other, how)) if *other != node => conflicts.push(format!(
+                "session {s} at epoch {e}: {other} ({how}) and {node} ({why})"
+            )),
+            Some(_) => {}
+            None => {
+                owner.insert((s, e), (node, why));
+            }
+        }
+    }
+    conflicts
 }
 
 /// `key=value` fields of the log line `text` from `marker` on (`None` without it).
@@ -711,9 +735,56 @@ fn fields(text: &str, marker: &str) -> Option<HashMap<String, String>> {
     )
 }
 
+/// The nodes' `--database-url`. `MINOTAUR_TEST_DB_PARAMS` (e.g.
+/// `options=-c%20idle_in_transaction_session_timeout%3D1000`) is appended as its query, to
+/// try out connection settings without a rebuild.
+fn database_url(pg: &TestPostgres) -> String {
+    match std::env::var("MINOTAUR_TEST_DB_PARAMS") {
+        Ok(q) if !q.is_empty() => format!("{}?{q}", pg.url(DB)),
+        _ => pg.url(DB),
+    }
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("http client")
+}
+
+#[test]
+fn the_checker_reads_the_log_lines_and_finds_two_owners() {
+    let line = "2026-12-01T16:32:50.985132Z  INFO minotaur::activation: activated \
+                session=02fe23ed2dd1 node=n1 epoch=2 why=handoff";
+    let f = fields(line, "activated session=").expect("an activation");
+    assert_eq!(
+        (
+            f["session"].as_str(),
+            f["node"].as_str(),
+            f["epoch"].as_str(),
+            f["why"].as_str()
+        ),
+        ("02fe23ed2dd1", "n1", "2", "handoff")
+    );
+    assert!(fields("session started session=x", "activated session=").is_none());
+    let act = |s: &str, n: &str, e: u64| Activation {
+        session: s.into(),
+        node: n.into(),
+        epoch: e,
+        why: "takeover".into(),
+    };
+    let ho = Handover {
+        session: "s".into(),
+        from: "n1".into(),
+        to: "n2".into(),
+        epoch: 2,
+    };
+    let created = [("s".to_owned(), "n1".to_owned())];
+    // A hand-over to n2 at 2 and n2's activation at 2 agree; n3 at 3 is the next epoch.
+    let fine = [act("s", "n2", 2), act("s", "n3", 3)];
+    assert!(owner_conflicts(&created, &fine, std::slice::from_ref(&ho)).is_empty());
+    // n3 also activated at 2, and someone else at epoch 1.
+    let bad = [act("s", "n2", 2), act("s", "n3", 2), act("s", "n2", 1)];
+    let c = owner_conflicts(&created, &bad, &[ho]);
+    assert_eq!(c.len(), 2, "{c:?}");
 }

@@ -71,9 +71,10 @@ async fn kill_9_of_an_owner_loses_no_acknowledged_input() {
         }
     }
     assert!(dead >= 5, "n1 owned only {dead} sessions");
+    let claims = cluster.count_lines("takeover: claimed sessions");
     assert!(
-        acts.iter().any(|a| a.why == "takeover"),
-        "no session was claimed: {acts:?}"
+        !claims.is_empty() && !claims.contains_key("n1"),
+        "claims: {claims:?}"
     );
     fleet.finish(&cluster).await;
 }
