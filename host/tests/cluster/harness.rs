@@ -66,7 +66,9 @@ pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let _ = NEXT.compare_exchange(
         0,
-        20_000 + (std::process::id() % 300) as u16 * 100,
+        // Below Linux's ephemeral range (32768-60999), so that a client socket never
+        // takes the port of a node that is restarting.
+        20_000 + (std::process::id() % 120) as u16 * 100,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
@@ -510,6 +512,33 @@ impl TestCluster {
             .collect()
     }
 
+    /// Waits until each `(session, epoch)` of `expect` was activated at that epoch on one of
+    /// the nodes `on` (the activation line follows the directory's compare-and-set by the
+    /// time it takes to load and start the session).
+    pub async fn wait_activated(&self, expect: &[(String, u64)], on: &[&str], deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let acts = self.activations();
+            let missing: Vec<&(String, u64)> = expect
+                .iter()
+                .filter(|(s, e)| {
+                    !acts
+                        .iter()
+                        .any(|a| a.session == *s && a.epoch == *e && on.contains(&a.node.as_str()))
+                })
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "after {deadline:?}, not activated on {on:?}: {missing:?}; activations: {acts:?}"
+            );
+            // Waiting for other processes' log lines.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every `handed_over` line so far, in arrival order.
     pub fn handovers(&self) -> Vec<Handover> {
         self.log_lines()
@@ -540,9 +569,9 @@ impl TestCluster {
     }
 
     /// Waits until each of `sessions` is live in the directory, owned by a node that runs,
-    /// listed by that node's `/api/sessions` and by no other node; and checks that an owner
-    /// at epoch > 1 logged its activation at that epoch (the directory and the logs agree).
-    /// Returns the directory.
+    /// listed by that node's `/api/sessions` and by no other node, and (at epoch > 1) the
+    /// owner logged its activation at that epoch: the directory, the nodes and the logs
+    /// agree. Returns the directory.
     pub async fn wait_served_once(
         &self,
         sessions: &[String],
@@ -563,21 +592,7 @@ impl TestCluster {
             // Polling other processes' state.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let dir = self.directory().await;
-        let acts = self.activations();
-        for s in sessions {
-            let row = &dir[s];
-            if row.epoch > 1 {
-                assert!(
-                    acts.iter()
-                        .any(|a| a.session == *s && a.epoch == row.epoch && a.node == row.owner),
-                    "session {s}: the directory names {} at epoch {}, which never logged that activation",
-                    row.owner,
-                    row.epoch
-                );
-            }
-        }
-        dir
+        self.directory().await
     }
 
     /// What is wrong now with "each of `sessions` is served by exactly its owner".
@@ -595,6 +610,7 @@ impl TestCluster {
                 listed.entry(s).or_default().push(self.nodes[i].id.clone());
             }
         }
+        let acts = self.activations();
         let mut problems = Vec::new();
         for s in sessions {
             let on = listed.get(s).cloned().unwrap_or_default();
@@ -605,6 +621,19 @@ impl TestCluster {
                     "{s}: the directory names {} at epoch {}; listed on {on:?}",
                     r.owner, r.epoch
                 )),
+                // The logs and the directory agree: an owner at a later epoch logged its
+                // activation (the line follows the start by a moment).
+                Some(r)
+                    if r.epoch > 1
+                        && !acts.iter().any(|a| {
+                            a.session == *s && a.epoch == r.epoch && a.node == r.owner
+                        }) =>
+                {
+                    problems.push(format!(
+                        "{s}: the directory names {} at epoch {}, which logged no such activation",
+                        r.owner, r.epoch
+                    ))
+                }
                 Some(_) => {}
             }
         }
