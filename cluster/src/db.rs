@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
-use sqlx::{migrate::Migrator, postgres::PgPoolOptions, PgPool};
+use sqlx::{
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -37,10 +41,11 @@ impl DbError {
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::Protocol(_)
+                    | sqlx::Error::WorkerCrashed
             )
         ) || matches!(self, DbError::Sql(sqlx::Error::Database(e))
-            // admin_shutdown, crash_shutdown, cannot_connect_now
-            if matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03")))
+            // admin_shutdown, crash_shutdown, cannot_connect_now, idle_in_transaction_timeout
+            if matches!(e.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "25P03")))
     }
 }
 
@@ -55,11 +60,29 @@ impl Db {
     /// `?host=/path`). Connects lazily, so a node starts even while the database is down;
     /// the first query says whether it is there.
     pub fn connect_lazy(url: &str) -> Result<Db, DbError> {
+        Db::connect_lazy_with(url, None)
+    }
+
+    /// As [`Db::connect_lazy`]; with `idle_in_transaction`, the server aborts any
+    /// transaction of this node that sits idle between two statements for longer (the
+    /// node was paused, or its process stalled, mid-transaction): a frozen owner must not
+    /// keep the row locks that the claims of its takeover wait for. The node's own
+    /// interrupted write then fails as "database unavailable" and is retried — fenced,
+    /// so after a takeover it changes nothing.
+    pub fn connect_lazy_with(
+        url: &str,
+        idle_in_transaction: Option<Duration>,
+    ) -> Result<Db, DbError> {
+        let mut options: PgConnectOptions = url.parse()?;
+        if let Some(t) = idle_in_transaction {
+            let ms = millis(t).max(1).to_string();
+            options = options.options([("idle_in_transaction_session_timeout", ms.as_str())]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy(url)?;
+            .connect_lazy_with(options);
         Ok(Db { pool })
     }
 

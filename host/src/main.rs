@@ -157,7 +157,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .filter(|u| !u.is_empty())
     {
         Some(url) => {
-            let db = Db::connect_lazy(&url).context("the --database-url")?;
+            // A transaction idle for half a lease belongs to a paused or stalled node.
+            let idle = config.cluster.timing().lease / 2;
+            let db = Db::connect_lazy_with(&url, Some(idle)).context("the --database-url")?;
             let version = db.migrate().await.context(
                 "preparing the cluster database (is PostgreSQL reachable at --database-url?)",
             )?;

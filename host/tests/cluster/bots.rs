@@ -913,19 +913,38 @@ async fn verify_session(ctx: &Ctx, s: &SessionRecord) -> Result<(), String> {
             maybe,
             ..
         } => {
-            let p = players.last_mut().expect("a seat");
             let dirs: Vec<[i64; 2]> = std::iter::once(*d).chain(*maybe).collect();
-            check_arena_dir(p, &dirs)
-                .await
-                .map_err(|e| format!("arena {id}: {e}"))
+            let mut p = players.pop().expect("a seat");
+            // The session may move (rebalancing) while we watch: then watch it again.
+            for _ in 0..5 {
+                match check_arena_dir(&mut p, &dirs).await {
+                    Err(Watch::Interrupted) => {
+                        p = resume_anywhere(ctx, &s.tokens[0], None, false)
+                            .await
+                            .map_err(|e| format!("{id}: {e}"))?;
+                    }
+                    Err(Watch::Wrong(e)) => return Err(format!("arena {id}: {e}")),
+                    Ok(()) => return Ok(()),
+                }
+            }
+            Err(format!(
+                "arena {id}: never seen moving in {dirs:?} (nor stuck at that wall) in 5 watches"
+            ))
         }
     }
+}
+
+/// Why watching an arena player did not confirm its direction.
+enum Watch {
+    /// The session moved or the connection closed: watch again.
+    Interrupted,
+    Wrong(String),
 }
 
 /// The player moves in one of `dirs`: a later view's position differs from the first in
 /// that direction's sign, or the player is at the wall it points to (and so no view
 /// changes).
-async fn check_arena_dir(p: &mut Player, dirs: &[[i64; 2]]) -> Result<(), String> {
+async fn check_arena_dir(p: &mut Player, dirs: &[[i64; 2]]) -> Result<(), Watch> {
     let pos = |v: &Value| -> Option<[f64; 2]> {
         Some([v["you"]["x"].as_f64()?, v["you"]["y"].as_f64()?])
     };
@@ -933,7 +952,7 @@ async fn check_arena_dir(p: &mut Player, dirs: &[[i64; 2]]) -> Result<(), String
         .view
         .as_ref()
         .and_then(pos)
-        .ok_or("no position in the view")?;
+        .ok_or_else(|| Watch::Wrong("no position in the view".into()))?;
     let size = p
         .view
         .as_ref()
@@ -955,8 +974,12 @@ async fn check_arena_dir(p: &mut Player, dirs: &[[i64; 2]]) -> Result<(), String
                     }
                 }
             }
+            Some(Incoming::Msg(m)) if m["type"] == "moved" || m["type"] == "error" => {
+                return Err(Watch::Interrupted)
+            }
             Some(Incoming::Msg(_)) => {}
-            _ => break,
+            Some(Incoming::Closed(_)) => return Err(Watch::Interrupted),
+            None => break,
         }
     }
     let moved = [last[0] - first[0], last[1] - first[1]];
@@ -971,11 +994,36 @@ async fn check_arena_dir(p: &mut Player, dirs: &[[i64; 2]]) -> Result<(), String
         .any(|&d| along(d) || (moved == [0.0, 0.0] && at_wall(d, first)))
     {
         Ok(())
+    } else if moved == [0.0, 0.0] {
+        // No tick seen (the session paused for a moment): watch again.
+        Err(Watch::Interrupted)
     } else {
-        Err(format!(
+        Err(Watch::Wrong(format!(
             "the last acknowledged direction was {:?} (or the unanswered {:?}), but the player went from {first:?} to {last:?}",
             dirs[0],
             dirs.get(1)
-        ))
+        )))
     }
+}
+
+#[test]
+fn the_board_check_finds_a_lost_move_and_a_board_off_the_plan() {
+    let board = |cells: &[(usize, &str)]| {
+        let mut b = vec![Value::Null; 9];
+        for (c, m) in cells {
+            b[*c] = json!(m);
+        }
+        json!({ "board": b })
+    };
+    let acked = vec![(0, "X".to_owned()), (1, "O".to_owned())];
+    assert_eq!(check_board(&board(&[(0, "X"), (1, "O")]), &acked), Ok(2));
+    // One more move than acknowledged (applied, its ack lost): fine.
+    assert_eq!(
+        check_board(&board(&[(0, "X"), (1, "O"), (2, "X")]), &acked),
+        Ok(3)
+    );
+    // An acknowledged move missing.
+    assert!(check_board(&board(&[(0, "X")]), &acked).is_err());
+    // Not the plan's order.
+    assert!(check_board(&board(&[(0, "X"), (1, "O"), (4, "X")]), &acked).is_err());
 }

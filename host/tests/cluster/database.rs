@@ -72,3 +72,58 @@ async fn all_ready(cluster: &TestCluster) {
         cluster.wait_ready(i, Duration::from_secs(30)).await;
     }
 }
+
+/// Short database outages, each just past the lease: every node stops serving, the
+/// database comes back, and each node renews and re-reads the directory. No node may then
+/// claim a session whose owner has renewed meanwhile (a claim decided on what it read
+/// before the outage): afterwards every session is served by exactly the owner the
+/// directory names — idle ones included, which no write would ever fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_database_outages_leave_every_session_with_one_server() {
+    let cluster = TestCluster::start(3).await;
+    let mut fleet = Fleet::new(cluster.urls());
+    // Idle tictactoe games (two each, then the bots wait) and busy chaos counters.
+    fleet.ctx.tictactoe_games = 2;
+    for i in 0..3 {
+        let url = cluster.nodes[i].ws_url();
+        fleet.tictactoe(&url, 2).await;
+        fleet.chaos(&url, 1).await;
+    }
+    fleet
+        .wait_acks(60, Duration::from_secs(30), "before the outages")
+        .await;
+    for round in 1..=4 {
+        tokio::task::block_in_place(|| cluster.pg.stop());
+        let c = &cluster;
+        wait_until(
+            Duration::from_secs(15),
+            "every node stopped serving",
+            || async move {
+                for i in 0..3 {
+                    if c.status(i, "/readyz").await == 200 {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+        tokio::task::block_in_place(|| cluster.pg.start_server());
+        all_ready(&cluster).await;
+        let live: Vec<String> = cluster
+            .directory()
+            .await
+            .into_values()
+            .filter(|r| !r.ended)
+            .map(|r| r.id)
+            .collect();
+        cluster
+            .wait_served_once(&live, Duration::from_secs(20))
+            .await;
+        eprintln!(
+            "outage {round}: {} sessions, each served by its owner alone",
+            live.len()
+        );
+    }
+    fleet.finish(&cluster).await;
+}

