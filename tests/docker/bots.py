@@ -167,9 +167,11 @@ class Bot:
             try:
                 used = await self.connect(hint)
                 if hint and loopback(hint) and used != hint:
-                    # Sent to a node that does not answer (a dead owner's address).
+                    # Sent to a node that does not answer (a dead owner's address, until
+                    # the takeover): back off before asking again (docs/PROTOCOL.md).
                     key = (PHASE[0], "moved_to_unreachable")
                     self.resume_retries[key] = self.resume_retries.get(key, 0) + 1
+                    await asyncio.sleep(0.2)  # back-off, not a sync point
                 await self.send({"type": "resume", "token": self.token})
                 m = await self.recv(lambda m: m.get("type") in ("joined", "moved", "error"), 10)
                 if m["type"] == "joined":
