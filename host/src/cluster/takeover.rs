@@ -51,6 +51,7 @@ async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
         let anyone_after = (timing.lease * 2).as_millis() as i64;
         let mine: Vec<Claim> = orphans
             .into_iter()
+            .filter(|o| o.owner != h.node_id())
             .filter(|o| {
                 o.orphaned_ms > anyone_after
                     || placement::rank(&o.session, &live).first() == Some(&h.node_id())
@@ -63,7 +64,10 @@ async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
             .collect();
         if !mine.is_empty() {
             let from: Vec<String> = mine.iter().map(|c| c.owner.clone()).collect();
-            let won = h.db().claim(h.node_id(), &mine).await?;
+            let won = h
+                .db()
+                .claim(h.node_id(), &mine, timing.takeover_grace())
+                .await?;
             if !won.is_empty() {
                 let mut from = from;
                 from.sort();
