@@ -30,15 +30,21 @@ pub(super) async fn sweep_loop(h: ClusterHandle) {
             NodeState::Serving if h.gate().valid() => {}
             _ => continue,
         }
-        if let Err(e) = sweep(&h).await {
+        if let Err(e) = sweep(&h, h.gate().settled()).await {
             tracing::debug!(error = %e, "cluster: sweep failed; the next one tries again");
         }
     }
 }
 
-async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
+/// `claim`: this node's lease has been valid for a whole lease (see `LeaseGate::settled`);
+/// until then it only starts what is handed to it.
+async fn sweep(h: &ClusterHandle, claim: bool) -> Result<(), minotaur_cluster::DbError> {
     let timing = h.timing();
-    let orphans = h.db().orphans(timing.takeover_grace(), SWEEP_LIMIT).await?;
+    let orphans = if claim {
+        h.db().orphans(timing.takeover_grace(), SWEEP_LIMIT).await?
+    } else {
+        Vec::new()
+    };
     if !orphans.is_empty() {
         let live: Vec<String> = h
             .db()
