@@ -124,9 +124,18 @@ impl Db {
             .collect())
     }
 
-    /// Takes over `claims` for `me`, each only if still at its `(owner, epoch)`. Returns the
-    /// sessions won, with their new epoch.
-    pub async fn claim(&self, me: &str, claims: &[Claim]) -> Result<Vec<(String, i64)>, DbError> {
+    /// Takes over `claims` for `me`, each only if still at its `(owner, epoch)` AND still
+    /// an orphan at the moment of the claim (its owner stopped, has no row, or its lease
+    /// expired more than `grace` ago, in database time): an orphan list read before a
+    /// database outage must not take sessions from an owner that has renewed since. Never
+    /// claims from `me`. Returns the sessions won, with their new epoch.
+    pub async fn claim(
+        &self,
+        me: &str,
+        claims: &[Claim],
+        grace: Duration,
+    ) -> Result<Vec<(String, i64)>, DbError> {
+        let claims: Vec<&Claim> = claims.iter().filter(|c| c.owner != me).collect();
         if claims.is_empty() {
             return Ok(Vec::new());
         }
@@ -137,12 +146,17 @@ impl Db {
             "UPDATE minotaur_sessions s SET owner = $4, epoch = s.epoch + 1, updated_at = now()
              FROM unnest($1::text[], $2::text[], $3::int8[]) AS c(id, owner, epoch)
              WHERE s.id = c.id AND s.owner = c.owner AND s.epoch = c.epoch AND NOT s.ended
+               AND NOT EXISTS (
+                   SELECT 1 FROM minotaur_nodes n
+                   WHERE n.id = s.owner AND n.status <> 'stopped'
+                     AND n.lease_expires >= now() - $5 * interval '1 millisecond')
              RETURNING s.id, s.epoch",
         )
         .bind(&ids)
         .bind(&owners)
         .bind(&epochs)
         .bind(me)
+        .bind(millis(grace))
         .fetch_all(self.pool())
         .await?;
         Ok(won)

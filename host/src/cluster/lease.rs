@@ -19,6 +19,8 @@ use crate::session::gate::{Admission, OwnerGate};
 pub struct LeaseGate {
     timing: LeaseTiming,
     clock: Mutex<LeaseClock>,
+    /// Since when the lease has been valid without a lapse (`None`: not valid now).
+    valid_since: Mutex<Option<Instant>>,
     /// Sessions the directory gives to another owner or epoch: session → (owner, epoch).
     lost: Mutex<HashMap<String, (String, u64)>>,
     changed: watch::Sender<u64>,
@@ -31,6 +33,7 @@ impl LeaseGate {
         Arc::new(LeaseGate {
             timing,
             clock: Mutex::new(LeaseClock::default()),
+            valid_since: Mutex::new(None),
             lost: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             db,
@@ -48,8 +51,21 @@ impl LeaseGate {
         let was = self.valid();
         self.clock().renewed(sent, self.timing);
         if !was {
+            *self.valid_since.lock().expect("valid since") = Some(Instant::now());
             self.bump();
         }
+    }
+
+    /// The lease has been valid without a lapse for at least a whole lease. Only then
+    /// does this node claim others' sessions: after a database outage every lease looks
+    /// expired, and the first node back must give the others time to renew theirs.
+    pub fn settled(&self) -> bool {
+        self.valid()
+            && self
+                .valid_since
+                .lock()
+                .expect("valid since")
+                .is_some_and(|t| t.elapsed() >= self.timing.lease)
     }
 
     /// This process may no longer serve anything (a newer incarnation of its id exists).

@@ -30,15 +30,21 @@ pub(super) async fn sweep_loop(h: ClusterHandle) {
             NodeState::Serving if h.gate().valid() => {}
             _ => continue,
         }
-        if let Err(e) = sweep(&h).await {
+        if let Err(e) = sweep(&h, h.gate().settled()).await {
             tracing::debug!(error = %e, "cluster: sweep failed; the next one tries again");
         }
     }
 }
 
-async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
+/// `claim`: this node's lease has been valid for a whole lease (see `LeaseGate::settled`);
+/// until then it only starts what is handed to it.
+async fn sweep(h: &ClusterHandle, claim: bool) -> Result<(), minotaur_cluster::DbError> {
     let timing = h.timing();
-    let orphans = h.db().orphans(timing.takeover_grace(), SWEEP_LIMIT).await?;
+    let orphans = if claim {
+        h.db().orphans(timing.takeover_grace(), SWEEP_LIMIT).await?
+    } else {
+        Vec::new()
+    };
     if !orphans.is_empty() {
         let live: Vec<String> = h
             .db()
@@ -51,6 +57,7 @@ async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
         let anyone_after = (timing.lease * 2).as_millis() as i64;
         let mine: Vec<Claim> = orphans
             .into_iter()
+            .filter(|o| o.owner != h.node_id())
             .filter(|o| {
                 o.orphaned_ms > anyone_after
                     || placement::rank(&o.session, &live).first() == Some(&h.node_id())
@@ -63,7 +70,10 @@ async fn sweep(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
             .collect();
         if !mine.is_empty() {
             let from: Vec<String> = mine.iter().map(|c| c.owner.clone()).collect();
-            let won = h.db().claim(h.node_id(), &mine).await?;
+            let won = h
+                .db()
+                .claim(h.node_id(), &mine, timing.takeover_grace())
+                .await?;
             if !won.is_empty() {
                 let mut from = from;
                 from.sort();

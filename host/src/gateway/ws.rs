@@ -304,7 +304,12 @@ impl Connection {
                 let result = match (session, game) {
                     (Some(id), _) => {
                         let r = registry.join(&id, name.clone(), conn.clone()).await;
-                        if matches!(r, Err(SessionError::UnknownSession(_))) {
+                        // `Ended` too: a copy that stopped a moment ago because the session
+                        // moved (hand-off, takeover) answers so until it is gone.
+                        if matches!(
+                            r,
+                            Err(SessionError::UnknownSession(_) | SessionError::Ended)
+                        ) {
                             match self.elsewhere(Some(&id)).await {
                                 Some(Elsewhere::Moved(flow)) => return flow,
                                 // Handed here a moment ago: started now.
@@ -333,7 +338,7 @@ impl Connection {
                         .await;
                 }
                 let mut result = self.app.registry.resume(&token, self.out.clone()).await;
-                if matches!(result, Err(SessionError::BadToken)) {
+                if matches!(result, Err(SessionError::BadToken | SessionError::Ended)) {
                     match self.elsewhere(token_session(&token)).await {
                         Some(Elsewhere::Moved(flow)) => return flow,
                         Some(Elsewhere::Here) => {

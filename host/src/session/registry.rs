@@ -203,6 +203,7 @@ impl Registry {
             .sessions
             .values()
             .filter(|e| game.is_none_or(|g| e.handle.game() == g))
+            .filter(|e| self.serving(&e.handle))
             .collect();
         entries.sort_by_key(|e| e.order);
         entries
@@ -220,6 +221,19 @@ impl Registry {
                 }
             })
             .collect()
+    }
+
+    /// The session still runs here: not stopped (its actor may be finishing), and not
+    /// known to be owned by another node now (the cluster's gate says lost).
+    fn serving(&self, h: &SessionHandle) -> bool {
+        let s = h.status();
+        !s.ended
+            && !self
+                .inner
+                .persist
+                .gate
+                .as_ref()
+                .is_some_and(|g| g.check(h.id(), s.epoch) == super::gate::Admission::Lost)
     }
 
     /// Number of live sessions.

@@ -306,9 +306,18 @@ impl Client {
             seen: Vec::new(),
             pending: Default::default(),
         };
-        // The server speaks JSON until the client's first frame.
-        c.welcome = c.recv_until(|m| m["type"] == "welcome").await;
-        Some(c)
+        // The server speaks JSON until the client's first frame. A node going away may
+        // accept and close before it: that is no connection either.
+        loop {
+            match c.next(DEADLINE).await? {
+                Incoming::Msg(m) if m["type"] == "welcome" => {
+                    c.welcome = m;
+                    return Some(c);
+                }
+                Incoming::Msg(m) => c.pending.push_back(m),
+                Incoming::Closed(_) => return None,
+            }
+        }
     }
 
     /// Send a message in this client's encoding.
