@@ -25,8 +25,8 @@ by exactly one node, the one the directory in PostgreSQL names as its owner; eve
 bot is seated again (on a v2 node after the upgrade), arena players get acks again;
 every acknowledged tic-tac-toe move is on its board with its mark. Per phase: the
 faulted node's sessions come back on the others (pause, kill); no ack while
-PostgreSQL is down and every node's `/readyz` says 503 meanwhile (pg); the paused node
-serves again after the unpause. Tic-tac-toe games are in four groups, one per phase,
+PostgreSQL is down, every node's `/readyz` says 503 meanwhile and no session changes
+owner (pg); the paused node serves again after the unpause. Tic-tac-toe games are in four groups, one per phase,
 whose second moves are allowed just before that phase's fault, so they race it.
 Printed: sessions, acked inputs, redirects, resume retries by cause, errors by phase,
 player-visible pause per arena session (p50/p99/max) per phase, takeover times.
@@ -638,6 +638,10 @@ async def scenario(cluster):
         }
         log(f"[{cluster.name}] pg restart: " + json.dumps(report["pg_restart"]))
         assert acked_down == 0, f"{acked_down} inputs acknowledged while PostgreSQL was down"
+        # Every node renews within moments of the database's return, and a claim waits
+        # until the claimant's lease has been valid for a whole lease: nothing moves.
+        assert moved == 0, (f"{moved} sessions changed owner in the PostgreSQL restart: "
+                            f"before {owners}, after {pg_map}")
         kill_map = pg_map
     else:
         kill_map = after_map
