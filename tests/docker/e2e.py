@@ -404,9 +404,9 @@ async def scenario(cluster):
             await a.send({"type": "create", "game": "tictactoe"})
             created = await a.recv(lambda m: m.get("type") == "created")
             await a.ws.close()
-            # The creator joins on the node that made the session (until its first seat
-            # it is known there only); the second player on any node (`moved` to it).
-            await a.join(created["session"], at)
+            # `created` comes once the session is in the directory: both players join
+            # through any node (`moved` to the owner).
+            await a.join(created["session"])
             b = Bot(f"{g}{i}b", urls, "tictactoe")
             await b.join(created["session"])
             bots += [a, b]
