@@ -115,9 +115,19 @@ async fn kill_9_keeps_acked_inputs_from_the_journal() {
 
 #[tokio::test]
 async fn sigterm_loses_no_acknowledged_input() {
+    // The client sends 150 inputs before it reads anything (each answered by a message
+    // and an ack): a queue that holds them all, so that a starved connection task on a
+    // loaded machine is not dropped as a slow consumer (not what this test is about).
     let node = TestNode::start_with(
         &["chaos"],
-        &["--rate-per-sec", "10000", "--rate-burst", "10000"],
+        &[
+            "--rate-per-sec",
+            "10000",
+            "--rate-burst",
+            "10000",
+            "--outbound-queue",
+            "4096",
+        ],
     );
     let (mut c, _) = chaos_session(&node).await;
     let token = token_of(&c);
