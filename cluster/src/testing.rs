@@ -70,24 +70,6 @@ impl TestPostgres {
                 &format!("CREATE DATABASE \"{name}\""),
             ])
             .output()
-            .or_else(|_| {
-                Command::new("psql")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &self.port.to_string(),
-                        "-U",
-                        "postgres",
-                    ])
-                    .args([
-                        "-d",
-                        "postgres",
-                        "-qtc",
-                        &format!("CREATE DATABASE \"{name}\""),
-                    ])
-                    .output()
-            })
             .expect("psql");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(

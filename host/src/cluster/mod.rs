@@ -5,12 +5,11 @@
 //! hands its own to the others ([`drain`]); a node far above the mean load hands a few
 //! sessions to the least loaded one ([`rebalance`]). Session actors ask its [`LeaseGate`] before
 //! each batch; the gateway asks its [`ClusterHandle`] for readiness, routing and
-//! `/api/cluster`. The rules are in `minotaur_cluster::ownership`.
+//! `/api/cluster` (`gateway::cluster`). The rules are in `minotaur_cluster::ownership`.
 
 pub mod activate;
 pub mod config;
 pub mod drain;
-pub mod http;
 pub mod lease;
 pub mod node;
 pub mod publish;

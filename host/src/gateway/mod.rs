@@ -3,6 +3,7 @@
 //! `main` builds the router once with [`router`] and serves it on a
 //! [`player_listener`]; handlers reach sessions only through the [`Registry`].
 
+pub mod cluster;
 pub mod health;
 pub mod lobby;
 pub mod ws;
@@ -85,7 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
-        .route("/api/cluster", get(crate::cluster::http::cluster))
+        .route("/api/cluster", get(cluster::cluster))
         .with_state(state)
 }
 

@@ -5,8 +5,8 @@
 use axum::{extract::State, Json};
 use serde::Serialize;
 
-use super::NodeState;
-use crate::gateway::AppState;
+use super::AppState;
+use crate::cluster::NodeState;
 
 /// One node as the directory shows it.
 #[derive(Debug, Serialize)]
