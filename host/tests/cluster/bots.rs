@@ -7,7 +7,8 @@
 //!
 //! - `tictactoe`: a bot plays both seats of a game along a fixed plan of 8 moves that
 //!   never ends the game (one cell stays free), then starts the next game. Every
-//!   acknowledged move's mark must be on the board in every later view.
+//!   acknowledged move's mark must be on the board whenever the bot reads it again (at
+//!   each resume, and at the end), and the board must be a prefix of the plan.
 //! - `chaos` (a test guest: `echo` adds 1 to a counter and broadcasts the new count): one
 //!   input in flight, so the echo of an acknowledged input carries the count with it; the
 //!   count in any later state must be at least that (and never above the inputs sent).

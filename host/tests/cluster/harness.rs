@@ -1,7 +1,7 @@
 //! `TestCluster`: real `minotaur serve` processes on loopback around one throwaway
 //! PostgreSQL server (its own per cluster: [`TestPostgres`]). Each node has a fixed port
 //! and data dir, so a restarted node comes back at the same address with the same id, like
-//! a container; [`TestCluster::add_node`] starts nodes with new ids. Every node's stderr is
+//! a container; [`TestCluster::add_nodes`] starts nodes with new ids. Every node's stderr is
 //! kept for the invariant checker ([`TestCluster::assert_single_owner`]), which reads the
 //! `activated` and `handed_over` lines; the directory (`minotaur_sessions`) is read with
 //! psql as ground truth. Every wait is [`wait_until`] a condition with a deadline.
