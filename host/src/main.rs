@@ -166,7 +166,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::info!(schema = version, "cluster database ready");
             (
                 Backend::Cluster {
-                    db: db.dedicated(2),
+                    db: db.dedicated(4),
                     node: node_id.clone(),
                 },
                 Records::Cluster(db.clone()),

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most writes gathered into one transaction.
 const MAX_GROUP: usize = 1024;
+/// Cluster group commits in flight at once (each on its own connection).
+const GROUPS_IN_FLIGHT: usize = 4;
 
 struct Request {
     write: SessionWrite,
@@ -181,6 +183,8 @@ async fn run_cluster(
     mut rx: mpsc::UnboundedReceiver<Request>,
     unavailable: watch::Sender<bool>,
 ) {
+    let unavailable = Arc::new(unavailable);
+    let slots = Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT));
     // A session's second write waits for the next group (a group holds one per session).
     let mut carry: VecDeque<Request> = VecDeque::new();
     loop {
@@ -211,51 +215,68 @@ async fn run_cluster(
         }
         later.extend(carry.drain(..));
         carry = later;
-        let writes: Vec<FencedWrite> = group
-            .iter()
-            .map(|r| FencedWrite {
-                epoch: r.epoch,
-                write: r.write.clone(),
-            })
-            .collect();
-        let started = std::time::Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        let result = loop {
-            match db.write_sessions(&node, &writes).await {
-                Err(e) if e.is_unavailable() => {
-                    if !*unavailable.borrow() {
-                        tracing::warn!(error = %e, writes = writes.len(), "database unreachable; holding writes (and their acks) until it is back");
-                        let _ = unavailable.send(true);
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+        // Groups hold disjoint sessions (an actor's next write waits for its previous one),
+        // so several commit at once, each on its own connection: the writer's time is
+        // round trips, not database work.
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the writer's semaphore is never closed");
+        let (db, node, unavailable) = (db.clone(), node.clone(), unavailable.clone());
+        tokio::spawn(async move {
+            commit_group(&db, &node, group, &unavailable).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Commits one group, retrying while the database is unreachable, and answers its waiters.
+async fn commit_group(db: &Db, node: &str, group: Vec<Request>, unavailable: &watch::Sender<bool>) {
+    let writes: Vec<FencedWrite> = group
+        .iter()
+        .map(|r| FencedWrite {
+            epoch: r.epoch,
+            write: r.write.clone(),
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    let result = loop {
+        match db.write_sessions(node, &writes).await {
+            Err(e) if e.is_unavailable() => {
+                if !*unavailable.borrow() {
+                    tracing::warn!(error = %e, writes = writes.len(), "database unreachable; holding writes (and their acks) until it is back");
+                    let _ = unavailable.send(true);
                 }
-                other => break other,
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
-        };
-        if *unavailable.borrow() {
-            tracing::info!(
-                held_ms = started.elapsed().as_millis() as u64,
-                "database reachable again; writes resume"
-            );
-            let _ = unavailable.send(false);
+            other => break other,
         }
-        crate::metrics::store_write(started.elapsed());
-        match result {
-            Ok(applied) => {
-                for (r, ok) in group.into_iter().zip(applied) {
-                    let _ = r.done.send(if ok {
-                        Ok(())
-                    } else {
-                        Err(PersistError::Fenced)
-                    });
-                }
+    };
+    if *unavailable.borrow() {
+        tracing::info!(
+            held_ms = started.elapsed().as_millis() as u64,
+            "database reachable again; writes resume"
+        );
+        let _ = unavailable.send(false);
+    }
+    crate::metrics::store_write(started.elapsed());
+    match result {
+        Ok(applied) => {
+            for (r, ok) in group.into_iter().zip(applied) {
+                let _ = r.done.send(if ok {
+                    Ok(())
+                } else {
+                    Err(PersistError::Fenced)
+                });
             }
-            Err(e) => {
-                tracing::error!(error = %e, writes = writes.len(), "database group commit failed");
-                for r in group {
-                    let _ = r.done.send(Err(PersistError::Store(e.to_string())));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, writes = writes.len(), "database group commit failed");
+            for r in group {
+                let _ = r.done.send(Err(PersistError::Store(e.to_string())));
             }
         }
     }
