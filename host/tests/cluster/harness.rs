@@ -514,17 +514,21 @@ impl TestCluster {
 
     /// Waits until each `(session, epoch)` of `expect` was activated at that epoch on one of
     /// the nodes `on` (the activation line follows the directory's compare-and-set by the
-    /// time it takes to load and start the session).
+    /// time it takes to load and start the session) — or ended in the directory: a session
+    /// entered there but never written (its creation cut short, so no player was ever
+    /// answered) is ended by its claimant instead.
     pub async fn wait_activated(&self, expect: &[(String, u64)], on: &[&str], deadline: Duration) {
         let start = Instant::now();
         loop {
             let acts = self.activations();
+            let dir = self.directory().await;
             let missing: Vec<&(String, u64)> = expect
                 .iter()
                 .filter(|(s, e)| {
-                    !acts
-                        .iter()
-                        .any(|a| a.session == *s && a.epoch == *e && on.contains(&a.node.as_str()))
+                    !dir.get(s).is_some_and(|r| r.ended)
+                        && !acts.iter().any(|a| {
+                            a.session == *s && a.epoch == *e && on.contains(&a.node.as_str())
+                        })
                 })
                 .collect();
             if missing.is_empty() {
