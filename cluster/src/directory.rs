@@ -53,8 +53,8 @@ pub struct StoredSession {
     pub ended: bool,
     /// The full save followed by every incremental save (Automerge loads them as one).
     pub doc: Option<Vec<u8>>,
-    /// Newer than `doc` when present.
-    pub journal: Option<Journal>,
+    /// What was acknowledged after `doc` (empty when `doc` holds everything).
+    pub journal: Journal,
 }
 
 /// `locate`'s row: owner, epoch, ended, the owner's address, whether it is live.
@@ -250,6 +250,12 @@ impl Db {
         .bind(session)
         .fetch_all(&mut *tx)
         .await?;
+        let records: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT record FROM minotaur_session_journal WHERE session = $1 ORDER BY seq",
+        )
+        .bind(session)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         let doc = doc.map(|mut bytes| {
             for (c,) in chunks {
@@ -257,13 +263,11 @@ impl Db {
             }
             bytes
         });
-        let journal = match journal {
-            None => None,
-            Some(bytes) => Some(Journal::decode(&bytes).ok_or_else(|| DbError::Corrupt {
+        let journal =
+            Journal::from_stored(journal.as_deref(), records).map_err(|e| DbError::Corrupt {
                 what: format!("journal of session {session}"),
-                reason: "shorter than its tick".into(),
-            })?),
-        };
+                reason: e.to_string(),
+            })?;
         Ok(Some(StoredSession {
             owner,
             epoch,

@@ -12,7 +12,7 @@
 //! - [`ownership`]: the single-owner rules and their timing argument; the node-local lease.
 //! - [`placement`]: rendezvous hashing, to spread claimed sessions over the live nodes.
 //!
-//! The path of a session's state: the actor applies a batch, hands the snapshot (journal)
+//! The path of a session's state: the actor applies a batch, hands the batch's events (journal)
 //! or the Automerge save (document) to the node's writer, which commits a group of them in
 //! one transaction with each row's `(owner, epoch)` checked; acks leave after that commit.
 //! Another node takes the session over only by moving `(owner, epoch)` forward, after

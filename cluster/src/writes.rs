@@ -42,10 +42,9 @@ impl Db {
                 SessionWrite::Append { session, chunk } => {
                     append.push(session, epoch, chunk.clone())
                 }
-                SessionWrite::Journal {
-                    session,
-                    journal: j,
-                } => journal.push(session, epoch, j.encode()),
+                SessionWrite::Journal { session, record } => {
+                    journal.push(session, epoch, record.encode())
+                }
                 SessionWrite::Delete { session } => delete.push(session, epoch, Vec::new()),
             }
         }
@@ -68,6 +67,7 @@ impl Db {
                 .bind(&ok)
                 .execute(&mut *tx)
                 .await?;
+            drop_journals(&mut tx, &ok).await?;
             applied.extend(ok);
         }
         if !append.ids.is_empty() {
@@ -101,15 +101,25 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
+            drop_journals(&mut tx, &ok).await?;
             applied.extend(ok);
         }
         if !journal.ids.is_empty() {
+            // The append is fenced by a share lock on the directory row, taken with the
+            // owner/epoch check (re-checked on the row's newest version if a claim
+            // committed meanwhile); the row itself is not rewritten.
             let ok: Vec<String> = sqlx::query_scalar(
-                "UPDATE minotaur_sessions s SET journal = w.bytes, updated_at = now()
-                 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS w(id, epoch, bytes)
-                 WHERE s.id = w.id AND s.owner = $4 AND s.epoch = w.epoch AND NOT s.ended
-                   AND s.doc IS NOT NULL
-                 RETURNING s.id",
+                "WITH w AS (
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS w(id, epoch, bytes)
+                 ), fenced AS (
+                     SELECT s.id FROM minotaur_sessions s JOIN w ON s.id = w.id
+                     WHERE s.owner = $4 AND s.epoch = w.epoch AND NOT s.ended
+                       AND s.doc IS NOT NULL
+                     FOR SHARE OF s
+                 )
+                 INSERT INTO minotaur_session_journal (session, record)
+                 SELECT w.id, w.bytes FROM w JOIN fenced f ON f.id = w.id
+                 RETURNING session",
             )
             .bind(&journal.ids)
             .bind(&journal.epochs)
@@ -136,6 +146,7 @@ impl Db {
                 .bind(&ok)
                 .execute(&mut *tx)
                 .await?;
+            drop_journals(&mut tx, &ok).await?;
             applied.extend(ok);
         }
         tx.commit().await?;
@@ -144,6 +155,20 @@ impl Db {
             .map(|w| applied.contains(w.write.session()))
             .collect())
     }
+}
+
+/// Deletes the journal records of `sessions`, whose document this transaction writes.
+async fn drop_journals(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    sessions: &[String],
+) -> Result<(), DbError> {
+    if !sessions.is_empty() {
+        sqlx::query("DELETE FROM minotaur_session_journal WHERE session = ANY($1)")
+            .bind(sessions)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// One kind's writes as the parallel arrays `unnest` takes.

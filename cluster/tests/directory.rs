@@ -4,8 +4,9 @@
 
 use std::{sync::Arc, time::Duration};
 
+use minotaur_abi::Event;
 use minotaur_cluster::{testing::TestPostgres, Claim, Db, DbError, FencedWrite};
-use minotaur_state::{Journal, SessionWrite};
+use minotaur_state::{JournalRecord, SessionWrite};
 
 async fn db(pg: &TestPostgres, name: &str) -> Db {
     let db = Db::connect_lazy(&pg.create_db(name)).expect("url");
@@ -18,9 +19,9 @@ fn journal(session: &str, epoch: u64, tick: u64) -> FencedWrite {
         epoch,
         write: SessionWrite::Journal {
             session: session.into(),
-            journal: Journal {
+            record: JournalRecord {
                 tick,
-                state: vec![tick as u8; 4],
+                events: vec![Event::Tick { n: tick, dt_ms: 50 }],
             },
         },
     }
@@ -115,9 +116,9 @@ async fn a_stale_owner_writes_nothing_after_a_claim() {
     assert_eq!((s.owner.as_str(), s.epoch), ("b", 2));
     assert_eq!(s.doc.as_deref(), Some(&b"doc-a"[..]));
     assert_eq!(
-        s.journal.map(|j| j.tick),
-        Some(9),
-        "the journal is b's, not a's stale one"
+        s.journal.records.iter().map(|r| r.tick).collect::<Vec<_>>(),
+        [7, 9],
+        "a's records from its epoch, then b's; a's stale one is not there"
     );
     // Appends follow the base in order; a document write clears the journal.
     let append = |chunk: &[u8]| FencedWrite {
@@ -131,7 +132,7 @@ async fn a_stale_owner_writes_nothing_after_a_claim() {
     db.write_sessions("b", &[append(b"-c2")]).await.unwrap();
     let s = db.load_session("s1").await.unwrap().unwrap();
     assert_eq!(s.doc.as_deref(), Some(&b"doc-a-c1-c2"[..]));
-    assert!(s.journal.is_none());
+    assert!(s.journal.is_empty(), "a document write drops the records");
     // The end of the game: a tombstone that a stale owner cannot revive.
     let delete = FencedWrite {
         epoch: 2,

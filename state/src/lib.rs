@@ -11,10 +11,12 @@
 
 pub mod doc;
 mod error;
+pub mod journal;
 pub mod reconcile;
 pub mod store;
 
 pub use doc::{CompactionPolicy, SeatRecord, SessionDoc, SessionMeta};
 pub use error::StateError;
+pub use journal::{Journal, JournalRecord};
 pub use reconcile::{read, reconcile, reconcile_cached, ReconcileStats, Written};
-pub use store::{GameRecord, Journal, SessionWrite, Store, StoreError, StoreOptions, SwapPolicy};
+pub use store::{GameRecord, SessionWrite, Store, StoreError, StoreOptions, SwapPolicy};

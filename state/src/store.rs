@@ -1,7 +1,7 @@
 //! The embedded durable store (redb, one file `minotaur.redb`): session documents as a base
 //! save plus appended incremental chunks, quarantined corrupt documents, wasm modules by
-//! content hash, game records, and each session's *journal*: the raw guest snapshot of an
-//! acknowledged batch that the document does not hold yet (see [`SessionWrite::Journal`]).
+//! content hash, game records, and each session's *journal*: the guest events of acknowledged
+//! batches that the document does not hold yet (see [`crate::journal`]).
 //! Used by the session actor (per-batch appends and journal entries) and by the node at
 //! startup (load every session) and on publish.
 
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::{SessionDoc, StateError};
+use crate::{Journal, JournalRecord, SessionDoc, StateError};
 
 /// session → full save.
 const BASES: TableDefinition<&str, &[u8]> = TableDefinition::new("session_base");
@@ -19,8 +19,11 @@ const BASES: TableDefinition<&str, &[u8]> = TableDefinition::new("session_base")
 const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("session_chunks");
 /// (session, sequence) → the bytes of a quarantined document (base and chunks concatenated).
 const QUARANTINE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("quarantine");
-/// session → [`Journal`] (tick, then the raw guest snapshot): newer than the document.
+/// session → legacy journal snapshot (8 bytes of tick, then the raw guest snapshot), written
+/// by stores before the event journal: read, and dropped by the next document write.
 const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("session_journal");
+/// (session, sequence) → [`JournalRecord`], in append order: newer than the document.
+const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("session_events");
 /// module hash (hex) → wasm bytes.
 const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
 /// game name → MessagePack [`GameRecord`].
@@ -55,11 +58,13 @@ pub enum SessionWrite {
     Append { session: String, chunk: Vec<u8> },
     /// Forget the session.
     Delete { session: String },
-    /// The session's latest acknowledged state, not yet in its document: replaces the
-    /// previous journal entry. Any later `Full`/`Append`/`Delete` of the session drops it
-    /// (the document then holds that state or newer), so an entry that exists is always
-    /// newer than the stored document.
-    Journal { session: String, journal: Journal },
+    /// Append events the session acknowledged and its document does not hold yet. Any
+    /// later `Full`/`Append`/`Delete` of the session drops every record (the document then
+    /// holds that state or newer), so records that exist apply on top of the document.
+    Journal {
+        session: String,
+        record: JournalRecord,
+    },
 }
 
 impl SessionWrite {
@@ -71,33 +76,6 @@ impl SessionWrite {
             | SessionWrite::Delete { session }
             | SessionWrite::Journal { session, .. } => session,
         }
-    }
-}
-
-/// A journal entry: the guest snapshot (MessagePack, as the guest wrote it) after the
-/// session's tick `tick`. Stored as 8 bytes of little-endian tick, then the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Journal {
-    pub tick: u64,
-    pub state: Vec<u8>,
-}
-
-impl Journal {
-    /// The stored form: 8 bytes of little-endian tick, then the snapshot.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.state.len());
-        out.extend_from_slice(&self.tick.to_le_bytes());
-        out.extend_from_slice(&self.state);
-        out
-    }
-
-    /// The inverse of [`Journal::encode`]; `None` when shorter than the tick.
-    pub fn decode(bytes: &[u8]) -> Option<Journal> {
-        let (tick, state) = bytes.split_first_chunk::<8>()?;
-        Some(Journal {
-            tick: u64::from_le_bytes(*tick),
-            state: state.to_vec(),
-        })
     }
 }
 
@@ -194,6 +172,8 @@ impl Store {
         tx.open_table(BASES)?;
         tx.open_table(CHUNKS)?;
         tx.open_table(QUARANTINE)?;
+        tx.open_table(JOURNAL)?;
+        tx.open_table(EVENTS)?;
         tx.open_table(MODULES)?;
         tx.open_table(GAMES)?;
         tx.commit()?;
@@ -210,7 +190,7 @@ impl Store {
             tx.open_table(BASES)?.insert(session, bytes)?;
             tx.open_table(CHUNKS)?
                 .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
-            tx.open_table(JOURNAL)?.remove(session)?;
+            drop_journal(&tx, session)?;
         }
         tx.commit()?;
         Ok(())
@@ -231,7 +211,7 @@ impl Store {
                 .transpose()?
                 .map_or(0, |(k, _)| k.value().1 + 1);
             chunks.insert((session, next), chunk)?;
-            tx.open_table(JOURNAL)?.remove(session)?;
+            drop_journal(&tx, session)?;
         }
         tx.commit()?;
         Ok(())
@@ -244,11 +224,14 @@ impl Store {
         {
             let mut bases = tx.open_table(BASES)?;
             let mut chunks = tx.open_table(CHUNKS)?;
-            let mut journal = tx.open_table(JOURNAL)?;
+            let mut legacy = tx.open_table(JOURNAL)?;
+            let mut events = tx.open_table(EVENTS)?;
             for w in writes {
                 if !matches!(w, SessionWrite::Journal { .. }) {
                     // The document now holds the journal's state or newer.
-                    journal.remove(w.session())?;
+                    let s = w.session();
+                    legacy.remove(s)?;
+                    events.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;
                 }
                 match w {
                     SessionWrite::Full { session, bytes } => {
@@ -271,11 +254,14 @@ impl Store {
                         bases.remove(s)?;
                         chunks.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;
                     }
-                    SessionWrite::Journal {
-                        session,
-                        journal: entry,
-                    } => {
-                        journal.insert(session.as_str(), entry.encode().as_slice())?;
+                    SessionWrite::Journal { session, record } => {
+                        let s = session.as_str();
+                        let next = events
+                            .range((s, 0)..=(s, u64::MAX))?
+                            .next_back()
+                            .transpose()?
+                            .map_or(0, |(k, _)| k.value().1 + 1);
+                        events.insert((s, next), record.encode().as_slice())?;
                     }
                 }
             }
@@ -297,26 +283,26 @@ impl Store {
             })
     }
 
-    /// The session's journal entry, if it has one (then it is newer than its document).
-    /// An entry that does not decode is reported as [`StoreError::Corrupt`].
-    pub fn load_journal(&self, session: &str) -> Result<Option<Journal>, StoreError> {
+    /// The session's journal: what it acknowledged after its stored document (empty when
+    /// the document holds everything). A record that does not decode is reported as
+    /// [`StoreError::Corrupt`].
+    pub fn load_journal(&self, session: &str) -> Result<Journal, StoreError> {
         let tx = self.db.begin_read()?;
-        let journal = match tx.open_table(JOURNAL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(bytes) = journal.get(session)? else {
-            return Ok(None);
-        };
-        Journal::decode(bytes.value())
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt {
-                session: session.to_string(),
-                source: Box::new(StateError::Corrupt(
-                    "journal entry shorter than its tick".into(),
-                )),
-            })
+        let snapshot = tx
+            .open_table(JOURNAL)?
+            .get(session)?
+            .map(|b| b.value().to_vec());
+        let mut records = Vec::new();
+        for entry in tx
+            .open_table(EVENTS)?
+            .range((session, 0)..=(session, u64::MAX))?
+        {
+            records.push(entry?.1.value().to_vec());
+        }
+        Journal::from_stored(snapshot.as_deref(), records).map_err(|source| StoreError::Corrupt {
+            session: session.to_string(),
+            source: Box::new(source),
+        })
     }
 
     /// Every session with a stored base, sorted.
@@ -336,7 +322,7 @@ impl Store {
             tx.open_table(BASES)?.remove(session)?;
             tx.open_table(CHUNKS)?
                 .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
-            tx.open_table(JOURNAL)?.remove(session)?;
+            drop_journal(&tx, session)?;
         }
         tx.commit()?;
         Ok(())
@@ -356,7 +342,7 @@ impl Store {
                 bytes.extend_from_slice(entry?.1.value());
             }
             chunks.retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
-            tx.open_table(JOURNAL)?.remove(session)?;
+            drop_journal(&tx, session)?;
             let mut quarantine = tx.open_table(QUARANTINE)?;
             let next = quarantine
                 .range((session, 0)..=(session, u64::MAX))?
@@ -437,5 +423,55 @@ impl Store {
             bytes.extend_from_slice(entry?.1.value());
         }
         Ok(Some(bytes))
+    }
+}
+
+/// Drops the session's journal (legacy snapshot and event records) in `tx`.
+fn drop_journal(tx: &redb::WriteTransaction, session: &str) -> Result<(), StoreError> {
+    tx.open_table(JOURNAL)?.remove(session)?;
+    tx.open_table(EVENTS)?
+        .retain_in((session, 0)..=(session, u64::MAX), |_, _| false)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written before the event journal holds a raw snapshot entry: it is read
+    /// (with records appended after it) and dropped by the next document write.
+    #[test]
+    fn a_legacy_snapshot_entry_is_read_then_dropped_by_a_document_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tx = store.db.begin_write().unwrap();
+        let mut legacy = 9u64.to_le_bytes().to_vec();
+        legacy.extend_from_slice(&[0x91, 0x07]);
+        tx.open_table(JOURNAL)
+            .unwrap()
+            .insert("s", legacy.as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+        let record = JournalRecord {
+            tick: 10,
+            events: vec![minotaur_abi::Event::Tick { n: 10, dt_ms: 50 }],
+        };
+        store
+            .write_sessions(&[SessionWrite::Journal {
+                session: "s".into(),
+                record: record.clone(),
+            }])
+            .unwrap();
+        let j = store.load_journal("s").unwrap();
+        assert_eq!(j.snapshot, Some((9, vec![0x91, 0x07])));
+        assert_eq!(j.records, vec![record]);
+        assert_eq!(j.tick(), Some(10));
+        store
+            .write_sessions(&[SessionWrite::Full {
+                session: "s".into(),
+                bytes: b"doc".to_vec(),
+            }])
+            .unwrap();
+        assert!(store.load_journal("s").unwrap().is_empty());
     }
 }

@@ -170,16 +170,27 @@ fn store_is_shared_across_threads() {
     );
 }
 
-/// A journal entry outlives a reopen, is replaced by the next one, and is dropped by any
-/// later document write of its session (the document then holds that state or newer),
+/// Journal records outlive a reopen, come back in append order, and are all dropped by any
+/// later document write of their session (the document then holds that state or newer),
 /// never by another session's.
 #[test]
-fn journal_entries_are_newer_than_the_document_or_gone() {
-    use minotaur_state::{Journal, SessionWrite};
+fn journal_records_are_newer_than_the_document_or_gone() {
+    use minotaur_abi::Event;
+    use minotaur_state::{Journal, JournalRecord, SessionWrite};
     let dir = tempfile::tempdir().unwrap();
-    let journal = |tick| Journal {
+    let record = |tick: u64| JournalRecord {
         tick,
-        state: state(tick),
+        events: vec![
+            Event::Tick { n: tick, dt_ms: 50 },
+            Event::Input {
+                player: 1,
+                data: vec![tick as u8],
+            },
+        ],
+    };
+    let append = |tick| SessionWrite::Journal {
+        session: "s".into(),
+        record: record(tick),
     };
     {
         let store = Store::open(dir.path()).unwrap();
@@ -193,15 +204,12 @@ fn journal_entries_are_newer_than_the_document_or_gone() {
             bytes: doc("t", 1).save(),
         };
         store.write_sessions(&[base, other]).unwrap();
-        assert_eq!(store.load_journal("s").unwrap(), None);
-        for tick in [2, 3] {
-            let entry = SessionWrite::Journal {
-                session: "s".into(),
-                journal: journal(tick),
-            };
-            store.write_sessions(&[entry]).unwrap();
-        }
-        assert_eq!(store.load_journal("s").unwrap(), Some(journal(3)));
+        assert!(store.load_journal("s").unwrap().is_empty());
+        store.write_sessions(&[append(2)]).unwrap();
+        store.write_sessions(&[append(3)]).unwrap();
+        let j = store.load_journal("s").unwrap();
+        assert_eq!(j.records, vec![record(2), record(3)]);
+        assert_eq!(j.tick(), Some(3));
         // Another session's document write leaves this journal alone.
         let mut t = store.load_session("t").unwrap().unwrap();
         t.set_state(&state(9)).unwrap();
@@ -211,7 +219,7 @@ fn journal_entries_are_newer_than_the_document_or_gone() {
             chunk: t.save_incremental(),
         };
         store.write_sessions(&[chunk]).unwrap();
-        assert_eq!(store.load_journal("s").unwrap(), Some(journal(3)));
+        assert_eq!(store.load_journal("s").unwrap().records.len(), 2);
         // Its own document catching up drops it, in the same transaction.
         live.set_state(&state(3)).unwrap();
         live.commit();
@@ -219,20 +227,22 @@ fn journal_entries_are_newer_than_the_document_or_gone() {
             session: "s".into(),
             chunk: live.save_incremental(),
         };
-        let next = SessionWrite::Journal {
-            session: "s".into(),
-            journal: journal(4),
-        };
-        store.write_sessions(&[catch_up, next]).unwrap();
+        store.write_sessions(&[catch_up, append(4)]).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.load_journal("s").unwrap(), Some(journal(4)));
+    assert_eq!(
+        store.load_journal("s").unwrap(),
+        Journal {
+            snapshot: None,
+            records: vec![record(4)]
+        }
+    );
     assert_eq!(
         store.load_session("s").unwrap().unwrap().state().unwrap(),
         state(3)
     );
     store.delete_session("s").unwrap();
-    assert_eq!(store.load_journal("s").unwrap(), None);
+    assert!(store.load_journal("s").unwrap().is_empty());
 }
 
 #[cfg(unix)]

@@ -9,8 +9,9 @@
 //! is persisted at once: the snapshot is reconciled with meta and seats into
 //! the session's `SessionDoc`, the store writer makes the change durable, and
 //! only then are replies released. A batch whose only replies are input acks
-//! makes the raw snapshot durable in the store's journal and acks then;
-//! tick-only progress goes to the journal at most every
+//! appends the batch's guest events to the store's journal (a few dozen
+//! bytes per input) and acks once that is durable; tick-only progress goes
+//! to the journal at most every
 //! `Persist::persist_interval`. The Automerge reconcile, the costly part,
 //! runs at most every `Persist::doc_interval` for such batches (by the next
 //! batch that is due, or by a timer when no batch comes), so nothing
@@ -97,6 +98,7 @@ pub fn spawn(
         next_player: 1,
         last_good,
         replay: Vec::new(),
+        unjournaled: Vec::new(),
         dirty: false,
         failures_in_row: 0,
         ticker: Ticker::new(info.tick_hz),
@@ -183,6 +185,9 @@ struct Actor {
     /// good events of a batch survive a later failure in the same batch
     /// (guests are deterministic: no clock, no randomness but the seed).
     replay: Vec<Event>,
+    /// Events in `last_good` that neither the document nor the journal holds yet, in
+    /// order: the next journal record.
+    unjournaled: Vec<Event>,
     /// Some guest state changed in this batch.
     dirty: bool,
     failures_in_row: u32,
@@ -215,7 +220,7 @@ struct Actor {
     persist_due: Option<Instant>,
     /// When the document was last handed to the store writer.
     last_persist: Instant,
-    /// When a journal entry was last handed to the store writer.
+    /// When a journal record was last handed to the store writer.
     last_journal: Instant,
     /// The store's journal holds a state the document does not have yet: the document
     /// is due within `doc_interval` of its last write.
@@ -656,7 +661,7 @@ impl Actor {
     /// the session document and wait until the store has it, and only then
     /// release acks and join/leave replies — so nothing acknowledged can be
     /// lost. Any other batch writes per [`Actor::plan_write`]: the raw
-    /// snapshot to the store's journal (acks; tick-only progress every
+    /// events since the last write to the store's journal (acks; tick-only progress every
     /// `persist_interval`) or the document (every `doc_interval`).
     async fn after_batch(&mut self, stop: bool) {
         if self.dirty && !self.ended {
@@ -666,7 +671,7 @@ impl Actor {
                 }
                 Ok(state) => {
                     self.last_good = state;
-                    self.replay.clear();
+                    self.unjournaled.append(&mut self.replay);
                     self.state_dirty = true;
                 }
                 Err(e) => {

@@ -1,11 +1,11 @@
 //! Restart recovery: at `serve` start, every session in the store comes back
 //! as a running actor — its module by hash (from the store), a fresh instance
-//! restored from the stored state (or from the session's journal entry, the
-//! raw snapshot of acknowledged inputs the document has not caught up with),
-//! its seats (disconnected) and tokens back in the registry. A document that
-//! does not load is quarantined and logged; every other session still loads.
-//! A journal entry that does not decode is logged and skipped: the session
-//! resumes from its document. Called once by `main`.
+//! restored from the stored state, then the session's journal replayed on it
+//! (the guest events acknowledged after the document's last write), its seats
+//! (disconnected) and tokens back in the registry. A document that does not
+//! load is quarantined and logged; every other session still loads. A journal
+//! that does not decode is logged and skipped: the session resumes from its
+//! document. Called once by `main`.
 
 use minotaur_runtime::Runtime;
 use minotaur_state::{Journal, SessionDoc, Store, StoreError};
@@ -53,7 +53,7 @@ pub async fn restore_all(registry: &Registry, runtime: &Runtime) -> Result<Recov
     Ok(report)
 }
 
-type Loaded = Vec<(String, SessionDoc, Option<Journal>, Game)>;
+type Loaded = Vec<(String, SessionDoc, Journal, Game)>;
 
 /// The blocking half: read and check every document, quarantine bad ones.
 fn load_all(store: &Store, runtime: &Runtime) -> Result<(Loaded, Recovered), StoreError> {
@@ -84,8 +84,8 @@ fn load_all(store: &Store, runtime: &Runtime) -> Result<(Loaded, Recovered), Sto
         let journal = match store.load_journal(&id) {
             Ok(j) => j,
             Err(e @ StoreError::Corrupt { .. }) => {
-                tracing::error!(session = %id, error = %e, "journal entry does not decode; resuming from the document");
-                None
+                tracing::error!(session = %id, error = %e, "journal does not decode; resuming from the document");
+                Journal::default()
             }
             Err(e) => return Err(e),
         };

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use minotaur_abi::Restore;
-use minotaur_state::{Journal, SeatRecord, SessionDoc, SessionMeta, SessionWrite};
+use minotaur_state::{Journal, JournalRecord, SeatRecord, SessionDoc, SessionMeta, SessionWrite};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
@@ -25,9 +25,9 @@ use crate::{
 
 /// What a batch with no reply waiting on the document writes ([`Actor::plan_write`]).
 pub(super) enum Planned {
-    /// Reconcile into the `SessionDoc` and write its save (drops the journal entry).
+    /// Reconcile into the `SessionDoc` and write its save (drops the journal).
     Document,
-    /// Write the raw snapshot as the session's journal entry.
+    /// Append the events since the last write to the session's journal.
     Journal,
     /// Nothing now; `persist_due` says when.
     Nothing,
@@ -59,16 +59,16 @@ pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> S
 }
 
 /// A session rebuilt from its stored document: the game module the document
-/// names, a fresh instance restored from the stored state — or from the
-/// store's `journal` entry, which is newer when there is one — and every seat
-/// back (disconnected). Returns the handle, the actor task and the seats'
-/// token hashes for the registry's index.
+/// names, a fresh instance restored from the stored state (or the journal's
+/// legacy snapshot, newer when there is one), the journal's events replayed on
+/// it in order, and every seat back (disconnected). Returns the handle, the
+/// actor task and the seats' token hashes for the registry's index.
 ///
 /// `epoch`: the ownership epoch this node now holds it at (in a cluster, the directory's
 /// after the claim or hand-off; alone, `None` keeps the document's).
 pub fn resume_stored(
     doc: SessionDoc,
-    journal: Option<Journal>,
+    journal: Journal,
     game: Game,
     persist: Persist,
     epoch: Option<u64>,
@@ -79,25 +79,41 @@ pub fn resume_stored(
         meta.epoch = e;
     }
     let records = doc.seats().map_err(corrupt)?;
-    let from_journal = journal.is_some();
-    let state = match journal {
-        Some(j) => {
-            meta.tick = meta.tick.max(j.tick);
-            j.state
-        }
+    let from_journal = !journal.is_empty();
+    if let Some(tick) = journal.tick() {
+        meta.tick = meta.tick.max(tick);
+    }
+    let base = match journal.snapshot {
+        Some((_, state)) => state,
         None => doc.state().map_err(corrupt)?,
     };
     let fail = |e: minotaur_runtime::GuestError| SessionError::Failed(e.code().to_owned());
     let mut instance = game.module.instantiate().map_err(fail)?;
     let out = instance
         .restore(&Restore {
-            state: state.clone(),
+            state: base.clone(),
             from_version: meta.rules_version,
         })
         .map_err(fail)?;
     if let Some(reason) = out.reject {
         return Err(SessionError::Rejected(reason));
     }
+    let mut effects = out.effects;
+    // The journal's events, as acknowledged: the guest is deterministic, so they rebuild
+    // the acknowledged state. Their effects were delivered the first time; only the last
+    // views matter now (for players who resume).
+    for event in journal.records.iter().flat_map(|r| r.events.iter()) {
+        let out = instance.event(event).map_err(|e| {
+            SessionError::Internal(format!("replaying the journal: {}: {e}", e.code()))
+        })?;
+        effects.extend(out.effects);
+    }
+    // The last good state: the base, or after the replay the guest's own snapshot.
+    let state = if journal.records.is_empty() {
+        base
+    } else {
+        instance.snapshot().map_err(fail)?
+    };
     let mut seats = BTreeMap::new();
     let mut tokens = Vec::new();
     for r in records {
@@ -138,6 +154,7 @@ pub fn resume_stored(
         next_player: meta.next_player,
         last_good: state,
         replay: Vec::new(),
+        unjournaled: Vec::new(),
         dirty: false,
         failures_in_row: 0,
         ticker,
@@ -162,9 +179,9 @@ pub fn resume_stored(
         last_journal: tokio::time::Instant::now(),
         journaled: from_journal,
     };
-    // Restore sends every seat its view; with no connection yet, that fills
-    // the last view a resuming player gets at once.
-    actor.deliver(out.effects);
+    // Restore (and the replay) sends every seat its view; with no connection yet, that
+    // fills the last view a resuming player gets at once.
+    actor.deliver(effects);
     let handle = SessionHandle::new(meta.session, game.name.clone(), tx, status_rx);
     let task = tokio::spawn(actor.run(rx));
     Ok((handle, task, tokens))
@@ -219,15 +236,16 @@ impl Actor {
         Planned::Nothing
     }
 
-    /// Make the last good state durable in the store's journal — the raw
-    /// guest snapshot, no Automerge work — so the batch's acks can go out.
-    /// The document catches up within `doc_interval` (`persist_due`).
+    /// Make the last good state durable by appending the events that led to it
+    /// since the last write to the store's journal — a few dozen bytes per
+    /// input, no Automerge work — so the batch's acks can go out. The document
+    /// catches up within `doc_interval` (`persist_due`).
     pub(super) async fn journal(&mut self) -> Result<(), PersistError> {
         let write = SessionWrite::Journal {
             session: self.id.clone(),
-            journal: Journal {
+            record: JournalRecord {
                 tick: self.ticker.n,
-                state: self.last_good.clone(),
+                events: std::mem::take(&mut self.unjournaled),
             },
         };
         self.persist_due = None;
@@ -243,7 +261,10 @@ impl Actor {
             }
             Err(PersistError::Fenced) => {}
             Err(e) => {
-                tracing::error!(session = %self.id, error = %e, "journal entry not persisted")
+                tracing::error!(session = %self.id, error = %e, "journal record not persisted");
+                // Whether it was is unknown, and its events are gone from `unjournaled`:
+                // the next write is a full document save, which drops every record.
+                self.saved_base = false;
             }
         }
         result
@@ -287,6 +308,8 @@ impl Actor {
             }
         }
         self.doc.commit();
+        // The document holds every event so far; its write drops the journal.
+        self.unjournaled.clear();
         self.state_dirty = false;
         self.seats_dirty = false;
         if self.doc.should_compact(&self.persist.compaction) {
@@ -302,7 +325,7 @@ impl Actor {
             }
         } else {
             let chunk = self.doc.save_incremental();
-            // An empty append still drops a journal entry (it equals the document now).
+            // An empty append still drops the journal (the document holds its events).
             if chunk.is_empty() && !self.journaled {
                 return Ok(());
             }
@@ -312,7 +335,7 @@ impl Actor {
         match &result {
             Ok(()) => {
                 self.saved_base = true;
-                // The store dropped the session's journal entry with this write.
+                // The store dropped the session's journal with this write.
                 self.journaled = false;
                 // Listings show the durable tick.
                 self.status.send_modify(|s| s.tick = self.ticker.n);
