@@ -2,7 +2,9 @@
 //! the directory still names this node the owner at the write's epoch. A write that finds
 //! another owner (or a newer epoch) changes nothing and is reported as fenced; the others
 //! in the group still commit. The node's writer calls [`Db::write_sessions`]; its acks
-//! leave only after it returns, so a stale owner can never acknowledge anything.
+//! leave only after it returns, so a stale owner can never acknowledge anything. A group of
+//! journal appends only (acks under load) is one statement without BEGIN/COMMIT: one round
+//! trip, atomic on its own.
 //!
 //! Invariants: a group holds at most one write per session (the writer keeps a session's
 //! writes in separate groups, in order); every statement is `... WHERE owner = $me AND
@@ -47,6 +49,22 @@ impl Db {
                 }
                 SessionWrite::Delete { session } => delete.push(session, epoch, Vec::new()),
             }
+        }
+        if full.ids.is_empty() && append.ids.is_empty() && delete.ids.is_empty() {
+            // Only journal appends (the common group under load: acks): one statement is
+            // atomic on its own, so it runs without BEGIN/COMMIT — one round trip.
+            let applied: HashSet<String> = if journal.ids.is_empty() {
+                HashSet::new()
+            } else {
+                append_journal(self.pool(), me, &journal)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            return Ok(writes
+                .iter()
+                .map(|w| applied.contains(w.write.session()))
+                .collect());
         }
         let mut applied: HashSet<String> = HashSet::new();
         let mut tx = self.pool().begin().await?;
@@ -105,29 +123,7 @@ impl Db {
             applied.extend(ok);
         }
         if !journal.ids.is_empty() {
-            // The append is fenced by a share lock on the directory row, taken with the
-            // owner/epoch check (re-checked on the row's newest version if a claim
-            // committed meanwhile); the row itself is not rewritten.
-            let ok: Vec<String> = sqlx::query_scalar(
-                "WITH w AS (
-                     SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS w(id, epoch, bytes)
-                 ), fenced AS (
-                     SELECT s.id FROM minotaur_sessions s JOIN w ON s.id = w.id
-                     WHERE s.owner = $4 AND s.epoch = w.epoch AND NOT s.ended
-                       AND s.doc IS NOT NULL
-                     FOR SHARE OF s
-                 )
-                 INSERT INTO minotaur_session_journal (session, record)
-                 SELECT w.id, w.bytes FROM w JOIN fenced f ON f.id = w.id
-                 RETURNING session",
-            )
-            .bind(&journal.ids)
-            .bind(&journal.epochs)
-            .bind(&journal.bytes)
-            .bind(me)
-            .fetch_all(&mut *tx)
-            .await?;
-            applied.extend(ok);
+            applied.extend(append_journal(&mut *tx, me, &journal).await?);
         }
         if !delete.ids.is_empty() {
             let ok: Vec<String> = sqlx::query_scalar(
@@ -155,6 +151,35 @@ impl Db {
             .map(|w| applied.contains(w.write.session()))
             .collect())
     }
+}
+
+/// Appends journal records, each only if the directory still names `me` the owner at the
+/// record's epoch. The append is fenced by a share lock on the directory row, taken with the
+/// owner/epoch check (re-checked on the row's newest version if a claim committed
+/// meanwhile); the row itself is not rewritten. Returns the sessions appended to.
+async fn append_journal<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    me: &str,
+    journal: &Columns,
+) -> Result<Vec<String>, DbError> {
+    Ok(sqlx::query_scalar(
+        "WITH w AS (
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS w(id, epoch, bytes)
+         ), fenced AS (
+             SELECT s.id FROM minotaur_sessions s JOIN w ON s.id = w.id
+             WHERE s.owner = $4 AND s.epoch = w.epoch AND NOT s.ended AND s.doc IS NOT NULL
+             FOR SHARE OF s
+         )
+         INSERT INTO minotaur_session_journal (session, record)
+         SELECT w.id, w.bytes FROM w JOIN fenced f ON f.id = w.id
+         RETURNING session",
+    )
+    .bind(&journal.ids)
+    .bind(&journal.epochs)
+    .bind(&journal.bytes)
+    .bind(me)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Deletes the journal records of `sessions`, whose document this transaction writes.

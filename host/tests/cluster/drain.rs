@@ -11,7 +11,10 @@ use crate::{bots::Fleet, harness::TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drains_under_bots_lose_no_acknowledged_input() {
-    let mut cluster = TestCluster::start(3).await;
+    // A drain is what is tested here, not a lapse: a lease long enough that a node starved
+    // of CPU for a second (a busy CI machine) still renews in time; lapses and takeovers
+    // are the pause and takeover tests' subject.
+    let mut cluster = TestCluster::start_with(3, 3000, &[]).await;
     let mut fleet = Fleet::new(cluster.urls());
     let n1 = cluster.nodes[0].ws_url();
     fleet.tictactoe(&n1, 3).await;
