@@ -218,6 +218,17 @@ impl Db {
         Ok(rows)
     }
 
+    /// How many live sessions the directory names each node the owner of: the load that
+    /// placement and rebalancing compare (exact, unlike the counts nodes report at renewal).
+    pub async fn session_counts(&self) -> Result<Vec<(String, i64)>, DbError> {
+        let rows = sqlx::query_as(
+            "SELECT owner, count(*) FROM minotaur_sessions WHERE NOT ended GROUP BY owner",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
+    }
+
     /// The directory's `(owner, epoch)` of each of `sessions` (missing ones are left out).
     pub async fn owners(
         &self,

@@ -1,13 +1,15 @@
-//! A throwaway PostgreSQL server for tests (feature `testing`): `initdb` into a temporary
-//! directory, `pg_ctl start` on a free loopback port (and a unix socket in the same
-//! directory), databases created on demand, stopped (immediate) on drop. Debian's server
-//! binaries are found through `pg_config --bindir` or `/usr/lib/postgresql/*/bin`. As
-//! root (CI) the server runs as the `postgres` user, since PostgreSQL refuses root.
+//! `TestPostgres` (feature `testing`): a real, throwaway PostgreSQL server for the tests of
+//! this crate and of the node's cluster — `initdb` into a temporary directory, `pg_ctl
+//! start` on a free loopback port (its unix socket in the same directory), databases
+//! created on demand, restarted or crashed on request, stopped (immediate) on drop.
+//! Debian's server binaries are found through `pg_config --bindir` or
+//! `/usr/lib/postgresql/*/bin` (`scripts/setup.sh` installs them). PostgreSQL refuses to
+//! run as root, so as root (CI containers) every server command runs as `postgres`.
 
 use std::{
     net::TcpListener,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 /// See the module doc.
@@ -15,36 +17,64 @@ pub struct TestPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    root: bool,
 }
 
 impl TestPostgres {
-    /// Starts a fresh server; panics with the server's log if it does not come up.
+    /// Initialises and starts a fresh server on a free loopback port.
     pub fn start() -> TestPostgres {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        TestPostgres::start_on(port)
+    }
+
+    /// Initialises and starts a fresh server on `port` (a free one: see the cluster
+    /// harness's port allocator); panics with the server log if it does not come up.
+    pub fn start_on(port: u16) -> TestPostgres {
         let bin = bindir();
         let dir = tempfile::Builder::new()
             .prefix("minotaur-pg-")
             .tempdir()
             .expect("temp dir");
-        if is_root() {
+        let root = is_root();
+        if root {
             let ok = Command::new("chown")
-                .args(["-R", "postgres"])
+                .arg("postgres")
                 .arg(dir.path())
                 .status()
                 .is_ok_and(|s| s.success());
             assert!(ok, "chown the test database directory to postgres");
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let pg = TestPostgres { dir, bin, port };
+        let pg = TestPostgres {
+            dir,
+            bin,
+            port,
+            root,
+        };
         let data = pg.data();
+        // `--no-sync` and `fsync=off` below: a crash here is a process crash, never an OS
+        // one, so what a commit wrote reaches the page cache and survives either way.
         pg.run(
             "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         pg.start_server();
         pg
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/db` (create `db` with [`Self::create_db`]).
@@ -52,57 +82,76 @@ impl TestPostgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Creates database `name` (idempotent).
+    /// Creates database `name`; returns its URL.
     pub fn create_db(&self, name: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
-            .args([
-                "-d",
-                "postgres",
-                "-qtc",
-                &format!("CREATE DATABASE \"{name}\""),
-            ])
-            .output()
-            .expect("psql");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() || err.contains("already exists"),
-            "CREATE DATABASE {name}: {err}"
-        );
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
         self.url(name)
     }
 
-    /// Stops the server as a crash would (`-m immediate`: no checkpoint) and starts it
-    /// again on the same data and port.
-    pub fn crash_restart(&self) {
-        self.stop();
-        self.start_server();
+    /// Runs `sql` in database `db` with psql; rows as lines, columns separated by `|`.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = self
+            .psql_command(db, sql)
+            .output()
+            .map_err(|e| format!("running psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
-    /// Stops the server (immediate).
-    pub fn stop(&self) {
+    /// Like [`Self::psql`], without blocking the async runtime.
+    pub async fn query(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = tokio::process::Command::from(self.psql_command(db, sql))
+            .output()
+            .await
+            .map_err(|e| format!("running psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn psql_command(&self, db: &str, sql: &str) -> Command {
+        let psql = [self.bin.join("psql"), PathBuf::from("/usr/bin/psql")]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("psql"));
+        let mut c = Command::new(psql);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args([
+            "-d",
+            db,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "|",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-c", sql])
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// A clean restart (`pg_ctl restart -m fast`: connections are cut, then the server is
+    /// back on the same data and port).
+    pub fn restart(&self) {
+        let opts = self.server_options();
+        let log = self.log_path();
         self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
-    }
-
-    /// Starts the server again after [`Self::stop`].
-    pub fn start_server(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("server.log");
-        let ok = self.try_run(
             "pg_ctl",
             &[
                 "-D",
@@ -110,43 +159,100 @@ impl TestPostgres {
                 "-o",
                 &opts,
                 "-l",
-                &log.display().to_string(),
+                &log,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "restart",
+            ],
+        );
+    }
+
+    /// A crash and a restart: `-m immediate` (no checkpoint; recovery replays the WAL).
+    pub fn crash_restart(&self) {
+        self.stop();
+        self.start_server();
+    }
+
+    /// Stops the server as a crash would (`-m immediate`).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Starts the server (again, after [`Self::stop`]).
+    pub fn start_server(&self) {
+        let opts = self.server_options();
+        let log = self.log_path();
+        if !self.try_run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &opts,
+                "-l",
+                &log,
                 "-w",
                 "-t",
                 "60",
                 "start",
             ],
-        );
-        if !ok {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("the test PostgreSQL did not start:\n{log}");
+        ) {
+            panic!("the test PostgreSQL did not start:\n{}", self.log_tail(40));
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
+    /// The last `n` lines of the server log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    fn server_options(&self) -> String {
+        format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        )
     }
 
     fn data(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
 
+    fn log_path(&self) -> String {
+        self.dir.path().join("server.log").display().to_string()
+    }
+
     fn run(&self, tool: &str, args: &[&str]) {
-        assert!(self.try_run(tool, args), "{tool} {args:?} failed");
+        assert!(
+            self.try_run(tool, args),
+            "{tool} {args:?} failed; server log:\n{}",
+            self.log_tail(20)
+        );
     }
 
     fn try_run(&self, tool: &str, args: &[&str]) -> bool {
         let exe = self.bin.join(tool);
-        let mut cmd = if is_root() {
+        let mut cmd = if self.root {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&exe);
             c
         } else {
             Command::new(&exe)
         };
+        // The server's own output goes to its log (`-l`): with pg_ctl's stdout piped, the
+        // daemon would hold the pipe open.
         cmd.args(args)
             .current_dir(self.dir.path())
-            .stdout(std::process::Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     }
@@ -168,6 +274,7 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// The directory of `initdb`, `pg_ctl` and `postgres`.
 fn bindir() -> PathBuf {
     if let Ok(o) = Command::new("pg_config").arg("--bindir").output() {
         let p = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
@@ -182,9 +289,9 @@ fn bindir() -> PathBuf {
                 .collect()
         })
         .unwrap_or_default();
+    found.retain(|p| Path::new(p).join("initdb").exists());
     found.sort();
     found
         .pop()
-        .filter(|p| Path::new(p).join("initdb").exists())
-        .expect("PostgreSQL server binaries (apt-get install postgresql)")
+        .expect("PostgreSQL server binaries (initdb, pg_ctl): `apt-get install postgresql` (scripts/setup.sh does)")
 }

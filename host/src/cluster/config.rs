@@ -28,6 +28,11 @@ pub struct ClusterConfig {
     /// claimed by the others 1.25 leases after its last renewal.
     #[arg(long, env = "MINOTAUR_LEASE_MS", default_value_t = 1500)]
     pub lease_ms: u64,
+
+    /// A session created here goes to the least loaded serving node instead when that node
+    /// owns at least this many fewer live sessions (0: always keep new sessions here).
+    #[arg(long, env = "MINOTAUR_PLACEMENT_MARGIN", default_value_t = 4)]
+    pub placement_margin: u32,
 }
 
 impl ClusterConfig {

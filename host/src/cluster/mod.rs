@@ -2,8 +2,9 @@
 //! `--database-url` is given (none: single-node mode on the embedded store). The node
 //! registers and renews its lease ([`node`]), claims the sessions of nodes whose lease ran
 //! out and starts the sessions handed to it ([`takeover`], [`activate`]), and on drain
-//! hands its own to the others ([`drain`]); a node far above the mean load hands a few
-//! sessions to the least loaded one ([`rebalance`]). Session actors ask its [`LeaseGate`] before
+//! hands its own to the others ([`drain`]); a new session goes to a less loaded node
+//! ([`placement`]), and a node far above the mean load hands a few sessions to the least
+//! loaded one ([`rebalance`]). Session actors ask its [`LeaseGate`] before
 //! each batch; the gateway asks its [`ClusterHandle`] for readiness, routing and
 //! `/api/cluster` (`gateway::cluster`). The rules are in `minotaur_cluster::ownership`.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod drain;
 pub mod lease;
 pub mod node;
+pub mod placement;
 pub mod publish;
 pub mod rebalance;
 pub mod takeover;

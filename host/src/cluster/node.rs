@@ -56,6 +56,10 @@ struct Inner {
     activating: Mutex<HashSet<String>>,
     /// Wakes the sweep at once (a hand-off notification arrived).
     sweep_now: Notify,
+    /// Every serving node's load, for placing new sessions.
+    loads: tokio::sync::Mutex<super::placement::Loads>,
+    /// `--placement-margin` (0: new sessions stay here).
+    placement_margin: i64,
 }
 
 /// Starts the cluster side of a node.
@@ -95,6 +99,8 @@ impl ClusterNode {
                 runtime,
                 activating: Mutex::new(HashSet::new()),
                 sweep_now: Notify::new(),
+                loads: Default::default(),
+                placement_margin: i64::from(config.placement_margin),
             }),
         };
         tokio::spawn(renew_loop(handle.clone()));
@@ -205,6 +211,16 @@ impl ClusterHandle {
     }
 
     /// Every node row (for `/api/cluster` and hand-off targets).
+    /// Every serving node's load as last read, for placing new sessions.
+    pub(super) fn loads(&self) -> &tokio::sync::Mutex<super::placement::Loads> {
+        &self.inner.loads
+    }
+
+    /// `--placement-margin` (0: new sessions stay where they are created).
+    pub(super) fn placement_margin(&self) -> i64 {
+        self.inner.placement_margin
+    }
+
     pub async fn members(&self) -> Vec<NodeRow> {
         self.db().nodes().await.unwrap_or_default()
     }

@@ -1,6 +1,7 @@
 //! Gentle rebalancing: after a rolling upgrade the last node restarted holds nothing and the
 //! others hold everything. Every few seconds a serving node compares its session count with
-//! the live serving nodes' mean (from the directory's node rows); if it holds more than
+//! the live serving nodes' mean (the directory's exact counts of live sessions per owner,
+//! not the counts nodes report at renewal, which lag a takeover); if it holds more than
 //! `mean · 1.25 + 4`, it hands a few of its excess sessions (at most [`STEP`] per round) to
 //! the least loaded node, exactly as a drain does (freeze after a durable batch, one
 //! compare-and-set, players told `moved`). Small steps keep the pauses rare and avoid two
@@ -40,18 +41,13 @@ async fn round(h: &ClusterHandle) {
     if nodes.len() < 2 {
         return;
     }
-    let mine = h.registry().len();
-    // The node rows carry each node's count as of its last renewal; ours is exact.
-    let total: usize = nodes
-        .iter()
-        .map(|n| {
-            if n.id == h.node_id() {
-                mine
-            } else {
-                n.sessions.max(0) as usize
-            }
-        })
-        .sum();
+    let Ok(counts) = h.db().session_counts().await else {
+        return;
+    };
+    let counts: std::collections::HashMap<String, i64> = counts.into_iter().collect();
+    let load = |id: &str| counts.get(id).copied().unwrap_or(0).max(0) as usize;
+    let mine = load(h.node_id());
+    let total: usize = nodes.iter().map(|n| load(&n.id)).sum();
     let mean = total as f64 / nodes.len() as f64;
     let limit = (mean * 1.25).ceil() as usize + 4;
     if mine <= limit {
@@ -59,20 +55,16 @@ async fn round(h: &ClusterHandle) {
     }
     let Some(target) = nodes
         .iter()
-        .filter(|n| n.id != h.node_id() && (n.sessions.max(0) as f64) < mean)
-        .min_by_key(|n| n.sessions)
+        .filter(|n| n.id != h.node_id() && (load(&n.id) as f64) < mean)
+        .min_by_key(|n| load(&n.id))
     else {
         return;
     };
     let give = (mine - mean.ceil() as usize).min(STEP);
-    let sessions: Vec<String> = h
-        .registry()
-        .list(None)
-        .into_iter()
-        .rev()
-        .take(give)
-        .map(|s| s.id)
-        .collect();
+    // Those with the fewest players first: fewer people feel the pause.
+    let mut listed = h.registry().list(None);
+    listed.sort_by_key(|s| s.players);
+    let sessions: Vec<String> = listed.into_iter().take(give).map(|s| s.id).collect();
     if sessions.is_empty() {
         return;
     }

@@ -103,6 +103,10 @@ pub async fn create_session(
     let handle = app.registry.create(&req.game, req.config.as_ref())?;
     // Durable (in a cluster: in the directory) before the id is handed out.
     handle.persisted().await?;
+    if let Some(cluster) = &app.cluster {
+        // Still empty: a less loaded node takes it now, and joins are routed there.
+        cluster.place_new(handle.id()).await;
+    }
     Ok((
         StatusCode::CREATED,
         Json(Created {

@@ -281,6 +281,10 @@ impl Connection {
                     Ok(h) => h.persisted().await.map(|()| h),
                     Err(e) => Err(e),
                 };
+                if let (Ok(h), Some(cluster)) = (&created, &self.app.cluster) {
+                    // Still empty: a less loaded node takes it now; the join is routed there.
+                    cluster.place_new(h.id()).await;
+                }
                 match created {
                     Ok(h) => {
                         let session = h.id().to_owned();

@@ -25,7 +25,9 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{common::games_dir_with, pg::TestPostgres};
+use minotaur_cluster::testing::TestPostgres;
+
+use crate::common::games_dir_with;
 
 /// The cluster database's name in every test server.
 pub const DB: &str = "minotaur";
@@ -176,7 +178,7 @@ impl TestCluster {
     /// Like [`TestCluster::start`] with a lease of `lease_ms` and extra `serve` flags.
     pub async fn start_with(n: usize, lease_ms: u64, extra_args: &[&str]) -> TestCluster {
         let exclusive = exclusive();
-        let pg = TestPostgres::start(free_port());
+        let pg = TestPostgres::start_on(free_port());
         pg.create_db(DB);
         let mut c = TestCluster {
             nodes: Vec::new(),
@@ -184,7 +186,15 @@ impl TestCluster {
             pg,
             admin_token: format!("test-admin-{}", std::process::id()),
             lease_ms,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_args: {
+                let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+                // Tests place their sessions on the nodes they name; placement by load has a
+                // test of its own that turns it on.
+                if !args.iter().any(|a| a == "--placement-margin") {
+                    args.extend(["--placement-margin".into(), "0".into()]);
+                }
+                args
+            },
             games: games_dir_with(GAMES),
             root: tempfile::tempdir().expect("tempdir"),
             _exclusive: exclusive,
