@@ -16,11 +16,16 @@ FROM scratch AS base
 ARG MINOTAUR_RELEASE=""
 ENV MINOTAUR_RELEASE=${MINOTAUR_RELEASE} \
     MINOTAUR_LISTEN=0.0.0.0:7878 \
+    MINOTAUR_ADMIN_LISTEN=0.0.0.0:7879 \
     MINOTAUR_GAMES_DIR=/games \
     MINOTAUR_DATA_DIR=/data \
     RUST_LOG=info
-# Players only: a node talks to PostgreSQL and to no other node.
-EXPOSE 7878/tcp
+# What listens: 7878 players (lobby, websocket, health checks); 7879 the operator
+# listener (admin API behind its token, /metrics). Inside the container 7879 binds
+# 0.0.0.0 so that a port mapping reaches it: publish it on the host's loopback only
+# (`-p 127.0.0.1:7879:7879`), never with `-P`. A node talks to PostgreSQL and to no
+# other node.
+EXPOSE 7878/tcp 7879/tcp
 VOLUME ["/data"]
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=2s --timeout=2s --start-period=2s --retries=3 \

@@ -37,7 +37,8 @@ pg_up "$W" "${PG_PORT:-25498}" || exit 1
 start() { # id port
   local id=$1 p=$2
   RUST_LOG=info $BIN serve --database-url "$PG_URL" --node-id "$id" \
-    --listen 127.0.0.1:$p --advertise-addr 127.0.0.1:$p --lease-ms "${LEASE_MS:-1500}" \
+    --listen 127.0.0.1:$p --advertise-addr 127.0.0.1:$p --admin-listen 127.0.0.1:0 \
+    --lease-ms "${LEASE_MS:-1500}" \
     --games-dir "$GAMES" --data-dir "$W/$id" ${ARGS:-} > "$W/$id.out" 2> "$W/$id.err" &
   echo $! > "$W/$id.pid"; disown
 }

@@ -41,14 +41,20 @@ if [ "$GAME" = echo ]; then
   "$TARGET/release/minotaur-loadtest" --serve-echo 127.0.0.1:0 > "$W/out" 2>&1 &
   pattern='echo listening on ws://'; BOTS=arena
 else
-  RUST_LOG=warn "$TARGET/release/minotaur" serve --listen 127.0.0.1:0 \
+  RUST_LOG=warn "$TARGET/release/minotaur" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --games-dir "$ROOT/games/dist" --data-dir "$W/data" "${NODE_ARGS[@]}" "$@" > "$W/out" 2>&1 &
-  pattern='listening on http://'; BOTS=$GAME
+  pattern='minotaur listening on http://'; BOTS=$GAME
 fi
 echo $! > "$W/pid"
 for _ in $(seq 600); do grep -q "$pattern" "$W/out" 2>/dev/null && break; sleep 0.1; done
 ADDR=$(grep -o "$pattern[0-9.:]*" "$W/out" | head -1 | sed 's|.*//||')
 [ -n "$ADDR" ] || { echo "server did not start:"; cat "$W/out"; exit 1; }
+# The operator listener (`/metrics`), printed right after the player line.
+ADMIN_ADDR=
+if [ "$GAME" != echo ]; then
+  for _ in $(seq 50); do grep -q 'admin listening on http://' "$W/out" && break; sleep 0.1; done
+  ADMIN_ADDR=$(grep -o 'admin listening on http://[0-9.:]*' "$W/out" | head -1 | sed 's|.*//||')
+fi
 if [ "$GAME" != echo ]; then
   for _ in $(seq 100); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADDR/readyz")" = 200 ] && break; sleep 0.1
@@ -75,7 +81,7 @@ print(f"input->view p50/p99/p99.9 ms: {ms(s['view_latency_us'])}")
 print(f"errors {s['errors_total']} {s['errors']}  disconnects {s['disconnects']}")
 PY
 if [ "$GAME" != echo ]; then
-  curl -s "http://$ADDR/metrics" | grep -E '^minotaur_(events_total|guest_call_seconds_(sum|count)|store_write_seconds_(sum|count)|guest_traps_total)' || true
+  curl -s "http://$ADMIN_ADDR/metrics" | grep -E '^minotaur_(events_total|guest_call_seconds_(sum|count)|store_write_seconds_(sum|count)|guest_traps_total)' || true
   echo "node RSS: $(grep VmRSS /proc/$(cat "$W/pid")/status | awk '{print $2, $3}')"
   python3 "$ROOT/scripts/bench-store-bytes.py" report "$W/before.json" "$W/after.json" "$OUT" \
     --game "$GAME" "${PG_ARGS[@]}" \

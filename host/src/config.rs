@@ -14,6 +14,13 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: SocketAddr,
 
+    /// Address of the operator listener: the admin API (`/admin/...`, bearer token)
+    /// and `/metrics`. Keep it private (loopback, or a network only operators and
+    /// the metrics scraper reach); the player listener serves neither. Port 0 picks a
+    /// free port; the real address is printed once bound.
+    #[arg(long, env = "MINOTAUR_ADMIN_LISTEN", default_value = "127.0.0.1:7879")]
+    pub admin_listen: SocketAddr,
+
     /// Directory whose `*.wasm` files are loaded as games at start, each under
     /// the game name in its `GameInfo`; a module not seen before becomes its
     /// game's current version (a published version otherwise stays current).
@@ -88,8 +95,10 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_DOC_INTERVAL_MS", default_value_t = 1000)]
     pub doc_interval_ms: u64,
 
-    /// Bearer token of the admin API (`/admin/...`). Default: generated at
-    /// start and written to `<data-dir>/admin.token` (mode 0600).
+    /// Bearer token of the admin API (`/admin/...`), at least 32 bytes of
+    /// printable ASCII (a shorter one stops the node at start). Default: 32 random
+    /// bytes generated at start, hex-encoded and written to
+    /// `<data-dir>/admin.token` (mode 0600).
     #[arg(long, env = "MINOTAUR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

@@ -1,7 +1,8 @@
 //! The `minotaur` command: `serve` runs a node (wires config, store, runtime,
 //! catalog, registry, recovery and gateway, prints the bound address, and
 //! turns SIGTERM/SIGINT into one shutdown signal that every task sees);
-//! `publish`, `sessions` and `health` talk to a running node over HTTP.
+//! `publish`, `sessions`, `drain` and `cluster` talk to a running node's operator
+//! listener over HTTP, `health` to its player listener.
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -9,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use minotaur_cluster::Db;
 use minotaur_host::{
-    admin::{self, client},
+    admin::{self, client, cluster::NodeInfo, AdminToken},
     catalog::Catalog,
     cluster::{self, ClusterNode},
     config::Config,
@@ -35,7 +36,8 @@ struct Cli {
 // Room for `drain`, `bench`, `loadtest`.
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a node: player websocket, lobby API, health checks, web client.
+    /// Run a node: player websocket, lobby API, health checks, web client; the admin
+    /// API and metrics on a second, operator listener.
     Serve(Box<Config>),
     /// Publish a game module to a running node (admin API).
     Publish {
@@ -62,6 +64,12 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show a running node's view of the cluster (admin API): its state, lease and every
+    /// node row (JSON).
+    Cluster {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Apply the cluster database's schema migrations (the node also does at start) and
     /// print the schema version. Refuses a schema newer than this build knows.
     Migrate {
@@ -79,8 +87,12 @@ enum Cmd {
 /// How to reach a node's admin API.
 #[derive(clap::Args)]
 struct AdminArgs {
-    /// The node's HTTP address.
-    #[arg(long, env = "MINOTAUR_URL", default_value = "http://127.0.0.1:7878")]
+    /// The node's operator listener (its `--admin-listen`), not the player port.
+    #[arg(
+        long,
+        env = "MINOTAUR_ADMIN_URL",
+        default_value = "http://127.0.0.1:7879"
+    )]
     url: String,
     /// The admin token; default: read `<data-dir>/admin.token`.
     #[arg(long, env = "MINOTAUR_ADMIN_TOKEN", hide_env_values = true)]
@@ -99,6 +111,26 @@ impl AdminArgs {
         let t = std::fs::read_to_string(&path)
             .with_context(|| format!("reading the admin token from {}", path.display()))?;
         Ok(t.trim().to_owned())
+    }
+
+    /// One request to the admin API with the token. A 404 means `--url` is not an
+    /// operator listener (most likely the player port): said so instead of a bare status.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<client::HttpResponse> {
+        let token = self.token()?;
+        let r = client::request(method, &self.url, path, Some(&token), body).await?;
+        anyhow::ensure!(
+            r.status != 404,
+            "{} answered 404 for {path}: it is not a node's operator listener. The admin \
+             API is served on the node's --admin-listen address (default \
+             http://127.0.0.1:7879), not on its player port",
+            self.url
+        );
+        Ok(r)
     }
 }
 
@@ -124,6 +156,7 @@ fn main() -> ExitCode {
         } => rt.block_on(publish(file, game, policy, admin)),
         Cmd::Sessions { admin } => rt.block_on(sessions(admin)),
         Cmd::Drain { admin } => rt.block_on(drain(admin)),
+        Cmd::Cluster { admin } => rt.block_on(cluster_view(admin)),
         Cmd::Migrate { database_url } => rt.block_on(migrate(database_url)),
         Cmd::Health { url } => {
             let ok = rt
@@ -146,6 +179,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
+    // First, so that a node with a weak token stops before touching anything else.
+    let admin_token = AdminToken::resolve(config.admin_token.as_deref(), &config.data_dir)?;
+    minotaur_host::metrics::install();
     let node_id: Arc<str> = config.resolve_node_id().into();
     let runtime = Runtime::new(config.limits()).context("starting the wasm runtime")?;
     // Alone: the embedded store holds sessions, modules and games. In a cluster: the
@@ -211,8 +247,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     recovery::restore_all(&registry, &runtime)
         .await
         .context("restoring sessions from the store")?;
-    let admin_token = admin::admin_token(config.admin_token.clone(), &config.data_dir)
-        .context("writing the admin token")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (drain_tx, mut drain_rx) = tokio::sync::mpsc::channel(16);
 
@@ -220,6 +254,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener {}", config.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
 
     let cluster = match (db, gate) {
         (Some(db), Some(gate)) => Some(
@@ -244,14 +282,31 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         node_id: node_id.clone(),
         shutdown: shutdown_rx.clone(),
         cluster: cluster.clone(),
-    })
-    .merge(admin::http::router(
-        admin::http::AdminState::new(registry.clone(), runtime.clone(), &admin_token)
+    });
+    let node_info = NodeInfo {
+        node_id: node_id.clone(),
+        cluster: cluster.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
+    let admin_app = admin::listener::router(
+        admin::http::AdminState::new(registry.clone(), runtime.clone(), &admin_token, node_info)
             .with_drain(drain_tx),
-    ));
-    tracing::info!(node = %node_id, %addr, release = minotaur_host::release(), "serving");
-    // Tests and scripts wait for exactly this line.
+    );
+    tracing::info!(
+        node = %node_id,
+        %addr,
+        %admin_addr,
+        release = minotaur_host::release(),
+        "serving"
+    );
+    // Tests and scripts wait for exactly these lines, the player listener's first.
     println!("minotaur listening on http://{addr}");
+    println!("minotaur admin listening on http://{admin_addr}");
+    let operator = tokio::spawn(admin::listener::serve(
+        admin_listener,
+        admin_app,
+        shutdown_rx.clone(),
+    ));
 
     let (drain_cluster, drain_registry) = (cluster.clone(), registry.clone());
     let grace = config.shutdown_grace();
@@ -316,6 +371,14 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     if let Some(c) = &cluster {
         c.leave().await;
     }
+    // The operator listener stopped accepting with the player one; a request still in
+    // flight there does not hold the exit back past a second.
+    match tokio::time::timeout(Duration::from_secs(1), operator).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the admin listener failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the admin listener task failed"),
+        Err(_) => tracing::warn!("admin requests still in flight at exit"),
+    }
     // Let websocket tasks write their close frames.
     tokio::time::sleep(Duration::from_millis(50)).await;
     tracing::info!("stopped");
@@ -330,16 +393,14 @@ async fn publish(
 ) -> anyhow::Result<()> {
     let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     let path = format!("/admin/games/{game}/modules?policy={policy}");
-    let token = admin.token()?;
-    let r = client::request("POST", &admin.url, &path, Some(&token), &wasm).await?;
+    let r = admin.request("POST", &path, &wasm).await?;
     println!("{}", String::from_utf8_lossy(&r.body));
     anyhow::ensure!(r.ok(), "publish failed with HTTP {}", r.status);
     Ok(())
 }
 
 async fn sessions(admin: AdminArgs) -> anyhow::Result<()> {
-    let token = admin.token()?;
-    let r = client::request("GET", &admin.url, "/admin/sessions", Some(&token), &[]).await?;
+    let r = admin.request("GET", "/admin/sessions", &[]).await?;
     anyhow::ensure!(
         r.ok(),
         "HTTP {}: {}",
@@ -361,10 +422,16 @@ async fn sessions(admin: AdminArgs) -> anyhow::Result<()> {
 }
 
 async fn drain(admin: AdminArgs) -> anyhow::Result<()> {
-    let token = admin.token()?;
-    let r = client::request("POST", &admin.url, "/admin/drain", Some(&token), &[]).await?;
+    let r = admin.request("POST", "/admin/drain", &[]).await?;
     println!("{}", String::from_utf8_lossy(&r.body));
     anyhow::ensure!(r.ok(), "drain failed with HTTP {}", r.status);
+    Ok(())
+}
+
+async fn cluster_view(admin: AdminArgs) -> anyhow::Result<()> {
+    let r = admin.request("GET", "/admin/cluster", &[]).await?;
+    println!("{}", String::from_utf8_lossy(&r.body));
+    anyhow::ensure!(r.ok(), "HTTP {}", r.status);
     Ok(())
 }
 

@@ -1,8 +1,10 @@
-//! Prometheus metrics of a node, served as text on `GET /metrics` (see [`render`]).
+//! Prometheus metrics of a node, served as text on `GET /metrics` of the operator
+//! listener (`admin::listener`; see [`render`]).
 //!
 //! Call sites use the small functions below (one line each) so the metric names live here
-//! only. The recorder (`metrics-exporter-prometheus`, no HTTP listener of its own: the gateway
-//! serves the text) is installed on the first [`install`], which `gateway::router` calls.
+//! only. The recorder (`metrics-exporter-prometheus`, no HTTP listener of its own: the operator
+//! listener serves the text) is installed on the first [`install`], which `main` calls
+//! before sessions start (and `admin::listener::router` again).
 //! Sessions and players are gauges read from the registry at scrape time.
 
 use std::sync::atomic::{AtomicU64, Ordering};

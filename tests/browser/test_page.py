@@ -45,7 +45,10 @@ class Node:
         self.url = None
 
     def start(self, listen="127.0.0.1:0", deadline=180):
-        args = self.cmd + ["serve", "--listen", listen, "--games-dir", self.games, "--data-dir", self.data]
+        # The page needs only the player listener; the operator one gets any free port
+        # (its default, 127.0.0.1:7879, may be taken by another node on this machine).
+        args = self.cmd + ["serve", "--listen", listen, "--admin-listen", "127.0.0.1:0",
+                           "--games-dir", self.games, "--data-dir", self.data]
         self.log.write(f"--- {' '.join(args)}\n")
         self.log.flush()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

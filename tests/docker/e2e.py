@@ -51,7 +51,7 @@ from bots import Bot  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUN = f"mte2e{os.getpid()}"
-TOKEN = "e2e-admin-token"
+TOKEN = f"e2e-admin-{secrets.token_hex(24)}"  # a node refuses tokens under 32 bytes
 GROUPS = ("upgrade", "pause", "pg", "kill")  # one group of tic-tac-toe games per fault
 TTT_PER_GROUP, N_ARENA = 2, 12  # tic-tac-toe games (2 bots each) per group, arena bots
 PAUSE_S = 4.0  # how long the paused node stays frozen (the default lease is 1.5 s)
@@ -127,10 +127,14 @@ def pauses(bots, *phases):
             "max": round(max(per or [0]), 3)}
 
 
-def serving_members(port):
-    """Live, serving members of the cluster as one node's `/api/cluster` shows them."""
-    members = json.loads(http(port, "/api/cluster")[1])["members"]
-    return [m for m in members if m.get("live", True) and m.get("status", "serving") == "serving"]
+def serving_members(view):
+    """Live, serving members of the cluster in one node's `/admin/cluster` view."""
+    return [m for m in view["members"] if m.get("live", True) and m.get("status", "serving") == "serving"]
+
+
+def cluster_view(admin_port):
+    """`GET /admin/cluster` on a node's operator listener."""
+    return json.loads(http(admin_port, "/admin/cluster", TOKEN)[1])
 
 
 def psql_directory(container):
@@ -141,8 +145,8 @@ def psql_directory(container):
 
 
 class Node:
-    def __init__(self, id, container, port):
-        self.id, self.container, self.port = id, container, port
+    def __init__(self, id, container, port, admin_port=None):
+        self.id, self.container, self.port, self.admin_port = id, container, port, admin_port
 
     def __repr__(self):
         return self.id
@@ -153,8 +157,9 @@ class Node:
 
 class Compose:
     """docker-compose.yml (project RUN): PostgreSQL and node1..3, each node publishing
-    its player port on a free 127.0.0.1 port. Upgrades start replacement containers
-    on the project's network with the same settings and a new node id."""
+    its player port and its operator listener (admin API) on free 127.0.0.1 ports.
+    Upgrades start replacement containers on the project's network with the same
+    settings and a new node id."""
 
     name = "compose"
     faults = True  # pause, PostgreSQL restart: every node is reachable from here
@@ -163,9 +168,11 @@ class Compose:
         self.images = images
         self.password = secrets.token_hex(16)
         self.ports = {i: free_port() for i in (1, 2, 3)}
+        self.admin_ports = {i: free_port() for i in (1, 2, 3)}
         self.env = dict(os.environ, MINOTAUR_IMAGE=images["v1"], MINOTAUR_POSTGRES_IMAGE=images["pg"],
                         POSTGRES_PASSWORD=self.password, MINOTAUR_ADMIN_TOKEN=TOKEN,
-                        **{f"MINOTAUR_NODE{i}_PORT": str(p) for i, p in self.ports.items()})
+                        **{f"MINOTAUR_NODE{i}_PORT": str(p) for i, p in self.ports.items()},
+                        **{f"MINOTAUR_NODE{i}_ADMIN_PORT": str(p) for i, p in self.admin_ports.items()})
         self.started = False
         self.extra = []  # containers started by hand (replacements)
         self.nodes = []
@@ -181,11 +188,12 @@ class Compose:
         # Waits for PostgreSQL to be healthy before it starts the nodes (depends_on).
         self.compose("up", "-d")
         self.pg = self.compose("ps", "-q", "postgres")
-        self.nodes = [Node(f"node{i}", self.compose("ps", "-q", f"node{i}"), self.ports[i])
+        self.nodes = [Node(f"node{i}", self.compose("ps", "-q", f"node{i}"), self.ports[i],
+                           self.admin_ports[i])
                       for i in (1, 2, 3)]
         wait_until("3 ready v1 nodes", lambda: all(self.ready(n) for n in self.nodes), 90)
         wait_until("cluster of 3", lambda: all(
-            len(serving_members(n.port)) == 3 for n in self.nodes), 60)
+            len(serving_members(cluster_view(n.admin_port))) == 3 for n in self.nodes), 60)
 
     @staticmethod
     def ready(node):
@@ -198,7 +206,7 @@ class Compose:
         """Session ids each node serves (`GET /admin/sessions`)."""
         out = {}
         for n in nodes if nodes is not None else self.nodes:
-            items = json.loads(http(n.port, "/admin/sessions", TOKEN)[1])
+            items = json.loads(http(n.admin_port, "/admin/sessions", TOKEN)[1])
             items = items["sessions"] if isinstance(items, dict) else items
             out[n.id] = {s["id"] for s in items}
         return out
@@ -207,16 +215,20 @@ class Compose:
         return psql_directory(self.pg)
 
     def start_node(self, i, version):
-        name, port = f"{RUN}-n{i}-{version}", free_port()
+        name, port, admin_port = f"{RUN}-n{i}-{version}", free_port(), free_port()
         url = f"postgres://minotaur:{self.password}@postgres:5432/minotaur"
+        # The settings of docker-compose.yml's nodes, hardening included.
         sh("docker", "run", "-d", "--name", name, "--network", self.net, "--hostname", name,
-           "-p", f"127.0.0.1:{port}:7878",
+           "-p", f"127.0.0.1:{port}:7878", "-p", f"127.0.0.1:{admin_port}:7879",
+           "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+           "--mount", "type=tmpfs,destination=/data,tmpfs-size=1048576",
+           "-e", "MINOTAUR_ADMIN_LISTEN=0.0.0.0:7879",
            "-e", f"MINOTAUR_DATABASE_URL={url}", "-e", f"MINOTAUR_NODE_ID={name}",
            "-e", f"MINOTAUR_ADVERTISE_ADDR=127.0.0.1:{port}",
            "-e", f"MINOTAUR_ADMIN_TOKEN={TOKEN}", "-e", "MINOTAUR_SHUTDOWN_GRACE_SECS=30",
            "--stop-timeout", "40", self.images[version])
         self.extra.append(name)
-        return Node(name, name, port)
+        return Node(name, name, port, admin_port)
 
     async def upgrade(self, on_step):
         for i in range(3):
@@ -269,9 +281,10 @@ class Compose:
 
 class Swarm:
     """deploy/stack.yml on a single-node swarm made for this run (and left after it).
-    Players reach the service through one published (ingress) port on 127.0.0.1;
-    sessions are listed inside each task with `minotaur sessions`. Upgrade and kill
-    only: the tasks' own ports are not reachable from here."""
+    Players reach the service through one published (ingress) port on 127.0.0.1; the
+    admin API is published nowhere, so sessions and the cluster view are read inside the
+    tasks with `minotaur sessions` / `minotaur cluster`. Upgrade and kill only: the
+    tasks' own ports are not reachable from here."""
 
     name = "swarm"
     faults = False
@@ -314,12 +327,16 @@ class Swarm:
            f"{ROOT}/deploy/stack.yml", self.STACK, env=env)
         wait_until("3 healthy v1 tasks", lambda: len(self.tasks()) == 3 and all(
             self.healthy(t[0]) for t in self.tasks()), 120)
-        wait_until("cluster of 3 through the ingress",
-                   lambda: len(serving_members(self.port)) == 3, 60)
+        wait_until("cluster of 3", lambda: len(serving_members(self.cluster_view())) == 3, 60)
         self.nodes = [Node(task, cid, None) for cid, task, _ in self.tasks()]
 
     def urls(self):
         return [f"ws://127.0.0.1:{self.port}/ws"]
+
+    def cluster_view(self):
+        """`minotaur cluster` inside one running task (its own admin listener)."""
+        cid = self.tasks()[0][0]
+        return json.loads(sh("docker", "exec", cid, "/minotaur", "cluster"))
 
     def sessions(self, nodes=None):
         out = {}

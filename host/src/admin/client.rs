@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 pub enum ClientError {
     #[error("bad url `{0}`: expected http://host:port[/path]")]
     BadUrl(String),
-    #[error("connecting to {addr}: {source}")]
+    #[error("connecting to {addr}")]
     Connect {
         addr: String,
         #[source]

@@ -1,8 +1,9 @@
 //! The admin HTTP API, every route behind `Authorization: Bearer <token>`
 //! (anything else is 401 `{code:"unauthorized"}`):
-//! `POST /admin/games/{game}/modules?policy=new|migrate` (body: the wasm) and
+//! `POST /admin/games/{game}/modules?policy=new|migrate` (body: the wasm),
 //! `GET /admin/sessions`, `POST /admin/drain` (hand every session to other nodes, then
-//! stop: answers with the drain's report). Merged into the node's router by `main`.
+//! stop: answers with the drain's report) and `GET /admin/cluster`. Served on the
+//! operator listener only (`admin::listener`), never on the players'.
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{publish, PublishError, PublishReport};
+use super::{cluster::NodeInfo, publish, AdminToken, PublishError, PublishReport};
 use crate::session::Registry;
 
 /// Largest module body accepted (the runtime applies its own limit after).
@@ -36,6 +37,8 @@ pub struct AdminState {
     token_hash: Arc<[u8; 32]>,
     /// Asks `main` to drain and stop the node; the report comes back on the oneshot.
     drain: Option<mpsc::Sender<oneshot::Sender<DrainSummary>>>,
+    /// For `GET /admin/cluster`.
+    node: NodeInfo,
 }
 
 /// What `POST /admin/drain` answers: the drain's outcome, just before the node stops.
@@ -54,13 +57,24 @@ pub struct DrainFailure {
 }
 
 impl AdminState {
-    pub fn new(registry: Registry, runtime: Runtime, token: &str) -> AdminState {
+    pub fn new(
+        registry: Registry,
+        runtime: Runtime,
+        token: &AdminToken,
+        node: NodeInfo,
+    ) -> AdminState {
         AdminState {
             registry,
             runtime,
-            token_hash: Arc::new(Sha256::digest(token.as_bytes()).into()),
+            token_hash: Arc::new(Sha256::digest(token.as_str().as_bytes()).into()),
             drain: None,
+            node,
         }
+    }
+
+    /// The node's id, cluster side and shutdown signal.
+    pub fn node(&self) -> &NodeInfo {
+        &self.node
     }
 
     /// Enables `POST /admin/drain`: each request sends a reply channel to `main`.
@@ -76,6 +90,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/games/{game}/modules", post(publish_module))
         .route("/admin/sessions", get(sessions))
         .route("/admin/drain", post(drain))
+        .route("/admin/cluster", get(super::cluster::cluster))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)

@@ -1,12 +1,17 @@
 //! Operator actions on a running node: publish a game module (new sessions
-//! only, or migrate live sessions at their next event boundary) and list
-//! sessions. [`http`] serves them under `/admin` behind a bearer token;
-//! [`client`] is the `minotaur publish`/`sessions`/`health` side.
+//! only, or migrate live sessions at their next event boundary), list sessions,
+//! drain, show the cluster. [`listener`] serves them on the operator listener
+//! (`--admin-listen`, apart from the players'): [`http`] under `/admin` behind the
+//! bearer [`token`], with `/metrics`; [`client`] is the `minotaur
+//! publish`/`sessions`/`drain`/`cluster`/`health` side.
 
 pub mod client;
+pub mod cluster;
 pub mod http;
+pub mod listener;
+pub mod token;
 
-use std::path::Path;
+pub use token::{token_path, AdminToken, TokenError};
 
 use minotaur_runtime::Runtime;
 use minotaur_state::{GameRecord, SwapPolicy};
@@ -148,40 +153,4 @@ pub fn policy_name(p: SwapPolicy) -> &'static str {
         SwapPolicy::NewSessionsOnly => "new",
         SwapPolicy::MigrateLive => "migrate",
     }
-}
-
-/// The admin token: the configured one, or a generated one written to
-/// `<data_dir>/admin.token` with mode 0600.
-pub fn admin_token(configured: Option<String>, data_dir: &Path) -> std::io::Result<String> {
-    if let Some(t) = configured.filter(|t| !t.is_empty()) {
-        return Ok(t);
-    }
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    let path = token_path(data_dir);
-    std::fs::create_dir_all(data_dir)?;
-    write_private(&path, &token)?;
-    tracing::info!(path = %path.display(), "admin token generated");
-    Ok(token)
-}
-
-/// Where a generated admin token is written.
-pub fn token_path(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("admin.token")
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(token.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
-    std::fs::write(path, token)
 }

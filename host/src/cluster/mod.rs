@@ -4,9 +4,9 @@
 //! out and starts the sessions handed to it ([`takeover`], [`activate`]), and on drain
 //! hands its own to the others ([`drain`]); a new session goes to a less loaded node
 //! ([`placement`]), and a node far above the mean load hands a few sessions to the least
-//! loaded one ([`rebalance`]). Session actors ask its [`LeaseGate`] before
-//! each batch; the gateway asks its [`ClusterHandle`] for readiness, routing and
-//! `/api/cluster` (`gateway::cluster`). The rules are in `minotaur_cluster::ownership`.
+//! loaded one ([`rebalance`]). Session actors ask its [`LeaseGate`] before each batch; the
+//! gateway asks its [`ClusterHandle`] for readiness and routing, the operator listener for
+//! `/admin/cluster` (`admin::cluster`). The rules are in `minotaur_cluster::ownership`.
 
 pub mod activate;
 pub mod config;

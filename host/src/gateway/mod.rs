@@ -1,9 +1,10 @@
-//! The node's HTTP surface (axum): the player websocket ([`ws`]), the lobby
-//! API ([`lobby`]), health checks ([`health`]) and the embedded web client.
+//! The node's player-facing HTTP surface (axum): the player websocket ([`ws`]), the
+//! lobby API ([`lobby`]), health checks ([`health`]) and the embedded web client.
 //! `main` builds the router once with [`router`] and serves it on a
-//! [`player_listener`]; handlers reach sessions only through the [`Registry`].
+//! [`player_listener`]; handlers reach sessions only through the [`Registry`]. Nothing
+//! for operators lives here: the admin API and `/metrics` are on their own listener
+//! (`admin::listener`), so a request for them on this one is a 404.
 
-pub mod cluster;
 pub mod health;
 pub mod lobby;
 pub mod ws;
@@ -71,9 +72,8 @@ pub fn player_listener(
     })
 }
 
-/// All routes of a node.
+/// All routes of the player listener.
 pub fn router(state: AppState) -> Router {
-    crate::metrics::install();
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(app_js))
@@ -85,19 +85,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/cluster", get(cluster::cluster))
         .with_state(state)
-}
-
-/// Prometheus text format; sessions and players are read from the registry now.
-async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> impl IntoResponse {
-    let sessions = app.registry.list(None);
-    let players = sessions.iter().map(|s| u64::from(s.players)).sum();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(sessions.len(), players),
-    )
 }
 
 async fn index() -> Html<&'static str> {

@@ -64,7 +64,7 @@ async fn drains_under_bots_lose_no_acknowledged_input() {
 
     // `minotaur drain` on n2: its sessions go to n3, and the command prints the report.
     let on_n2 = cluster.sessions_on(1).await.expect("n2 answers");
-    let http = cluster.nodes[1].http("");
+    let http = cluster.nodes[1].admin_http("");
     let token = cluster.admin_token.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_minotaur"))

@@ -1,7 +1,7 @@
 //! `TestCluster`: real `minotaur serve` processes on loopback around one throwaway
-//! PostgreSQL server (its own per cluster: [`TestPostgres`]). Each node has a fixed port
-//! and data dir, so a restarted node comes back at the same address with the same id, like
-//! a container; [`TestCluster::add_nodes`] starts nodes with new ids. Every node's stderr is
+//! PostgreSQL server (its own per cluster: [`TestPostgres`]). Each node has fixed ports
+//! (players, and the operator listener for `/admin`) and a data dir, so a restarted node
+//! comes back at the same addresses with the same id, like a container; [`TestCluster::add_nodes`] starts nodes with new ids. Every node's stderr is
 //! kept for the invariant checker ([`TestCluster::assert_single_owner`]), which reads the
 //! `activated` and `handed_over` lines; the directory (`minotaur_sessions`) is read with
 //! psql as ground truth. Every wait is [`wait_until`] a condition with a deadline.
@@ -130,7 +130,10 @@ pub struct DirRow {
 /// One node process of a [`TestCluster`].
 pub struct NodeProc {
     pub id: String,
+    /// The player listener.
     pub addr: SocketAddr,
+    /// The operator listener (admin API, `/metrics`).
+    pub admin_addr: SocketAddr,
     pub data_dir: PathBuf,
     child: Option<Child>,
     /// SIGSTOPped by the test (and not continued yet).
@@ -138,8 +141,14 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// `path` on the player listener.
     pub fn http(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `path` on the operator listener.
+    pub fn admin_http(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
     }
 
     pub fn ws_url(&self) -> String {
@@ -184,7 +193,8 @@ impl TestCluster {
             nodes: Vec::new(),
             logs: Arc::new(Mutex::new(Vec::new())),
             pg,
-            admin_token: format!("test-admin-{}", std::process::id()),
+            // At least 32 bytes, or the nodes refuse to start.
+            admin_token: format!("test-admin-token-of-this-run-{:012}", std::process::id()),
             lease_ms,
             extra_args: {
                 let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
@@ -212,6 +222,7 @@ impl TestCluster {
             self.nodes.push(NodeProc {
                 id: id.clone(),
                 addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+                admin_addr: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
                 data_dir: self.root.path().join(id),
                 child: None,
                 stopped: false,
@@ -262,12 +273,14 @@ impl TestCluster {
         let node = &self.nodes[i];
         assert!(node.child.is_none(), "{} is already running", node.id);
         let addr = node.addr.to_string();
+        let admin_addr = node.admin_addr.to_string();
         let lease = self.lease_ms.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
             .args(["--database-url", &database_url(&self.pg)])
             .args(["--node-id", &node.id])
             .args(["--listen", &addr, "--advertise-addr", &addr])
+            .args(["--admin-listen", &admin_addr])
             .args(["--lease-ms", &lease])
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -423,13 +436,25 @@ impl TestCluster {
         }
     }
 
+    /// `GET path` on node `i`'s operator listener with the admin token, as JSON (`None`: it
+    /// does not answer, or not with JSON).
+    pub async fn admin_get_json(&self, i: usize, path: &str) -> Option<Value> {
+        let resp = http()
+            .get(self.nodes[i].admin_http(path))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
     /// `POST /admin/drain` on node `i` with the admin token: (status, report).
     pub async fn admin_drain(&self, i: usize) -> (u16, Value) {
         let resp = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap()
-            .post(self.nodes[i].http("/admin/drain"))
+            .post(self.nodes[i].admin_http("/admin/drain"))
             .bearer_auth(&self.admin_token)
             .send()
             .await

@@ -16,9 +16,9 @@ async fn any_node_redirects_to_the_owner() {
     let cluster = TestCluster::start(2).await;
     let (a, b) = (cluster.nodes[0].ws_url(), cluster.nodes[1].ws_url());
     let view = cluster
-        .get_json(1, "/api/cluster")
+        .admin_get_json(1, "/admin/cluster")
         .await
-        .expect("/api/cluster");
+        .expect("/admin/cluster");
     assert_eq!(view["mode"], "cluster", "{view}");
     assert_eq!(view["node"], "n2", "{view}");
     assert_eq!(view["lease_valid"], true, "{view}");

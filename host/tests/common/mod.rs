@@ -1,6 +1,7 @@
-//! Test harness: `TestNode` runs a real `minotaur serve` process on a free
-//! port, `Client` is a real websocket player (JSON or MessagePack). Every wait
-//! is a condition with a deadline.
+//! Test harness: `TestNode` runs a real `minotaur serve` process on free
+//! ports (players, and the operator listener for `/admin` and `/metrics`),
+//! `Client` is a real websocket player (JSON or MessagePack). Every wait is a
+//! condition with a deadline.
 
 #![allow(dead_code)]
 
@@ -79,7 +80,10 @@ pub const DEFAULT_GAMES: &[&str] = &["tictactoe", "arena", "chaos"];
 /// A running `minotaur serve`; killed on drop.
 pub struct TestNode {
     child: Child,
+    /// The player listener.
     pub addr: SocketAddr,
+    /// The operator listener (admin API, `/metrics`).
+    pub admin_addr: SocketAddr,
     pub data_dir: tempfile::TempDir,
     pub games_dir: tempfile::TempDir,
     args: Vec<String>,
@@ -117,7 +121,7 @@ impl TestNode {
     ) -> TestNode {
         let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .arg("--games-dir")
             .arg(games_dir.path())
             .arg("--data-dir")
@@ -136,21 +140,34 @@ impl TestNode {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("minotaur listening on http://") {
-                    let _ = tx.send(url.trim().to_owned());
+                for (kind, prefix) in [
+                    ("player", "minotaur listening on http://"),
+                    ("admin", "minotaur admin listening on http://"),
+                ] {
+                    if let Some(url) = line.strip_prefix(prefix) {
+                        let _ = tx.send((kind, url.trim().to_owned()));
+                    }
                 }
             }
         });
-        let addr = match rx.recv_timeout(STARTUP) {
-            Ok(a) => a.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("minotaur did not print its listening line within {STARTUP:?}");
+        // The player line comes first, the admin line right after it.
+        let end = Instant::now() + STARTUP;
+        let mut next = |want: &str| -> SocketAddr {
+            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok((kind, a)) if kind == want => a.parse().expect("listening address"),
+                Ok((kind, a)) => panic!("expected the {want} listening line, got {kind} {a}"),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("minotaur did not print its {want} listening line within {STARTUP:?}");
+                }
             }
         };
+        let addr = next("player");
+        let admin_addr = next("admin");
         TestNode {
             child,
             addr,
+            admin_addr,
             data_dir,
             games_dir,
             args,
@@ -174,7 +191,7 @@ impl TestNode {
         token: Option<&str>,
     ) -> (u16, Value) {
         let mut req = reqwest::Client::new()
-            .post(self.http(&format!("/admin/games/{game}/modules?policy={policy}")))
+            .post(self.admin_http(&format!("/admin/games/{game}/modules?policy={policy}")))
             .body(wasm);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -190,7 +207,7 @@ impl TestNode {
     /// `GET /admin/sessions` with the node's token.
     pub async fn admin_sessions(&self) -> Value {
         reqwest::Client::new()
-            .get(self.http("/admin/sessions"))
+            .get(self.admin_http("/admin/sessions"))
             .bearer_auth(self.admin_token())
             .send()
             .await
@@ -210,8 +227,14 @@ impl TestNode {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// `path` on the player listener.
     pub fn http(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `path` on the operator listener.
+    pub fn admin_http(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
     }
 
     pub fn pid(&self) -> u32 {

@@ -197,7 +197,9 @@ async fn bad_modules_and_bad_tokens_are_refused() {
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["code"], "unauthorized", "{body}");
     }
-    let resp = reqwest::get(node.http("/admin/sessions")).await.unwrap();
+    let resp = reqwest::get(node.admin_http("/admin/sessions"))
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     // Not wasm; a wasm module that is not a Minotaur game; the wrong game.
     let (status, body) = node

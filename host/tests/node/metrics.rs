@@ -1,4 +1,5 @@
-//! `/metrics` answers in the Prometheus text format and counts a played game.
+//! `/metrics` (on the operator listener) answers in the Prometheus text format and
+//! counts a played game.
 
 use serde_json::json;
 
@@ -20,7 +21,7 @@ async fn metrics_count_a_played_tictactoe_game() {
     let node = TestNode::start(&[]);
     let http = reqwest::Client::new();
     let fetch = || async {
-        let resp = http.get(node.http("/metrics")).send().await.unwrap();
+        let resp = http.get(node.admin_http("/metrics")).send().await.unwrap();
         assert_eq!(resp.status(), 200);
         let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(ctype.starts_with("text/plain"), "{ctype}");

@@ -1,12 +1,27 @@
-//! `GET /api/cluster`: this node and, in a cluster, every node row of the directory (id,
-//! player address, version, status, lease, sessions). Registered by `gateway::router`; in
+//! `GET /admin/cluster` (operator listener, bearer token): this node and, in a cluster,
+//! every node row of the directory (id, player address, version, status, lease,
+//! sessions). Operators' only: players never need node ids or the list of nodes (a
+//! `moved` names the one address they need). Registered by `admin::http::router`; in
 //! single-node mode it shows the node alone.
+
+use std::sync::Arc;
 
 use axum::{extract::State, Json};
 use serde::Serialize;
+use tokio::sync::watch;
 
-use super::AppState;
-use crate::cluster::NodeState;
+use super::http::AdminState;
+use crate::cluster::{ClusterHandle, NodeState};
+
+/// What the view is made of: the node's id, its cluster side, and the shutdown signal.
+#[derive(Clone)]
+pub struct NodeInfo {
+    pub node_id: Arc<str>,
+    /// `None` in single-node mode.
+    pub cluster: Option<ClusterHandle>,
+    /// Becomes `true` once the node starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
 
 /// One node as the directory shows it.
 #[derive(Debug, Serialize)]
@@ -20,7 +35,7 @@ pub struct MemberView {
     pub sessions: i32,
 }
 
-/// The body of `GET /api/cluster`.
+/// The body of `GET /admin/cluster`.
 #[derive(Debug, Serialize)]
 pub struct ClusterView {
     pub node: String,
@@ -31,8 +46,9 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
 }
 
-pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
-    Json(match &app.cluster {
+pub async fn cluster(State(admin): State<AdminState>) -> Json<ClusterView> {
+    let info = admin.node();
+    Json(match &info.cluster {
         Some(c) => ClusterView {
             node: c.node_id().to_owned(),
             mode: "cluster",
@@ -54,9 +70,9 @@ pub async fn cluster(State(app): State<AppState>) -> Json<ClusterView> {
                 .collect(),
         },
         None => ClusterView {
-            node: app.node_id.to_string(),
+            node: info.node_id.to_string(),
             mode: "single",
-            state: if *app.shutdown.borrow() {
+            state: if *info.shutdown.borrow() {
                 NodeState::Stopped
             } else {
                 NodeState::Serving
