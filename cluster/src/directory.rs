@@ -59,8 +59,17 @@ pub struct StoredSession {
 
 /// `locate`'s row: owner, epoch, ended, the owner's address, whether it is live.
 type LocatedRow = (String, i64, bool, Option<String>, Option<bool>);
-/// `load_session`'s row: owner, epoch, ended, full save, journal.
-type StoredRow = (String, i64, bool, Option<Vec<u8>>, Option<Vec<u8>>);
+/// `load_session`'s row: owner, epoch, ended, full save, legacy journal snapshot, chunks,
+/// journal records.
+type StoredRow = (
+    String,
+    i64,
+    bool,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<Vec<u8>>,
+    Vec<Vec<u8>>,
+);
 
 impl Db {
     /// Enters a new session owned by `owner` at epoch 1. `false` if the id is taken.
@@ -172,25 +181,27 @@ impl Db {
     ) -> Result<Vec<(String, i64)>, DbError> {
         let ids: Vec<&str> = sessions.iter().map(|(s, _)| s.as_str()).collect();
         let epochs: Vec<i64> = sessions.iter().map(|(_, e)| *e).collect();
-        let mut tx = self.pool().begin().await?;
+        // One statement (its notification is delivered at its commit): no transaction is
+        // left open between statements, where a starved process would meet the
+        // idle-in-transaction timeout.
         let moved: Vec<(String, i64)> = sqlx::query_as(
-            "UPDATE minotaur_sessions s SET owner = $4, epoch = s.epoch + 1, updated_at = now()
-             FROM unnest($1::text[], $2::int8[]) AS c(id, epoch)
-             WHERE s.id = c.id AND s.owner = $3 AND s.epoch = c.epoch AND NOT s.ended
-             RETURNING s.id, s.epoch",
+            "WITH moved AS (
+                 UPDATE minotaur_sessions s SET owner = $4, epoch = s.epoch + 1, updated_at = now()
+                 FROM unnest($1::text[], $2::int8[]) AS c(id, epoch)
+                 WHERE s.id = c.id AND s.owner = $3 AND s.epoch = c.epoch AND NOT s.ended
+                 RETURNING s.id, s.epoch
+             ), notified AS (
+                 SELECT pg_notify($5, $4) FROM (SELECT 1 FROM moved LIMIT 1) one
+             )
+             SELECT m.id, m.epoch FROM moved m CROSS JOIN (SELECT count(*) FROM notified) n",
         )
         .bind(&ids)
         .bind(&epochs)
         .bind(me)
         .bind(target)
-        .fetch_all(&mut *tx)
+        .bind(HANDOFF_CHANNEL)
+        .fetch_all(self.pool())
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(HANDOFF_CHANNEL)
-            .bind(target)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(moved)
     }
 
@@ -245,31 +256,24 @@ impl Db {
 
     /// The stored session: directory row, document (full save + chunks in order) and journal.
     pub async fn load_session(&self, session: &str) -> Result<Option<StoredSession>, DbError> {
-        let mut tx = self.pool().begin().await?;
+        // One statement, one snapshot: the row, its chunks and its journal records agree,
+        // and no transaction stays open between statements.
         let row: Option<StoredRow> = sqlx::query_as(
-            "SELECT owner, epoch, ended, doc, journal FROM minotaur_sessions WHERE id = $1",
+            "SELECT owner, epoch, ended, doc, journal,
+                    ARRAY(SELECT chunk FROM minotaur_session_chunks
+                          WHERE session = s.id ORDER BY seq),
+                    ARRAY(SELECT record FROM minotaur_session_journal
+                          WHERE session = s.id ORDER BY seq)
+             FROM minotaur_sessions s WHERE id = $1",
         )
         .bind(session)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.pool())
         .await?;
-        let Some((owner, epoch, ended, doc, journal)) = row else {
+        let Some((owner, epoch, ended, doc, journal, chunks, records)) = row else {
             return Ok(None);
         };
-        let chunks: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "SELECT chunk FROM minotaur_session_chunks WHERE session = $1 ORDER BY seq",
-        )
-        .bind(session)
-        .fetch_all(&mut *tx)
-        .await?;
-        let records: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT record FROM minotaur_session_journal WHERE session = $1 ORDER BY seq",
-        )
-        .bind(session)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
         let doc = doc.map(|mut bytes| {
-            for (c,) in chunks {
+            for c in chunks {
                 bytes.extend_from_slice(&c);
             }
             bytes

@@ -33,21 +33,22 @@ impl Db {
     /// commit), so every node picks up a publish.
     pub async fn set_game(&self, name: &str, rec: &GameRecord) -> Result<(), DbError> {
         let bytes = rmp_serde::to_vec_named(rec).expect("a GameRecord always serializes");
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO minotaur_games (name, record) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, updated_at = now()",
+        // One statement (the notification is delivered at its commit): no transaction is
+        // left open between statements, where a starved process would meet the
+        // idle-in-transaction timeout.
+        sqlx::query_scalar::<_, i64>(
+            "WITH up AS (
+                 INSERT INTO minotaur_games (name, record) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, updated_at = now()
+                 RETURNING name
+             )
+             SELECT count(*) FROM (SELECT pg_notify($3, name) FROM up) n",
         )
         .bind(name)
         .bind(bytes)
-        .execute(&mut *tx)
+        .bind(crate::directory::GAMES_CHANNEL)
+        .fetch_one(self.pool())
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::directory::GAMES_CHANNEL)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 
