@@ -10,6 +10,7 @@ mod arena;
 mod bad_input;
 mod chaos;
 mod hotswap;
+mod limits;
 mod lobby;
 mod metrics;
 mod persist;
