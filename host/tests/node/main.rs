@@ -14,4 +14,5 @@ mod limits;
 mod lobby;
 mod metrics;
 mod persist;
+mod reaping;
 mod tictactoe;
