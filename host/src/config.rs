@@ -63,6 +63,49 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_MAX_SESSIONS", default_value_t = 10_000)]
     pub max_sessions: usize,
 
+    /// Open connections (websocket or HTTP) to the player listener from one client
+    /// address (IPv4, or an IPv6 /64). Beyond it, a request gets HTTP 429
+    /// `too_many_connections` and a websocket is closed at once with 1008. 0: no limit.
+    #[arg(long, env = "MINOTAUR_MAX_CONNS_PER_IP", default_value_t = 64)]
+    pub max_conns_per_ip: usize,
+
+    /// Open connections to the player listener in total. Beyond it, a request gets
+    /// HTTP 503 `node_busy` and a websocket is closed at once with 1013; beyond twice
+    /// it, new sockets are closed unanswered. 0: no limit.
+    #[arg(long, env = "MINOTAUR_MAX_CONNS", default_value_t = 10_000)]
+    pub max_conns: usize,
+
+    /// Sessions one client address may create per minute (lobby `POST /api/sessions`
+    /// and websocket `create`, together; bursts of as many). Beyond it:
+    /// `session_rate_limited` (lobby: 429 with `Retry-After`). 0: no limit.
+    #[arg(long, env = "MINOTAUR_SESSIONS_PER_IP_PER_MIN", default_value_t = 10)]
+    pub sessions_per_ip_per_min: u32,
+
+    /// Seconds a client may take to send a request's headers on the player listener
+    /// (also the longest an idle keep-alive connection stays open); past it the
+    /// connection is closed. 0: no limit.
+    #[arg(long, env = "MINOTAUR_HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds between the server's websocket pings. 0: no pings (and no idle timeout).
+    #[arg(long, env = "MINOTAUR_WS_PING_SECS", default_value_t = 15)]
+    pub ws_ping_secs: u64,
+
+    /// Seconds a websocket may go without sending anything (a frame, or the pong that
+    /// answers a ping) before it is closed with 4408. Must exceed `--ws-ping-secs`.
+    #[arg(long, env = "MINOTAUR_WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
+    pub ws_idle_timeout_secs: u64,
+
+    /// Seconds a session may have no seated player (never joined, or every player
+    /// left) before it is ended and removed from the store. 0: never.
+    #[arg(long, env = "MINOTAUR_EMPTY_SESSION_SECS", default_value_t = 600)]
+    pub empty_session_secs: u64,
+
+    /// Seconds a session whose seated players are all disconnected may stay so before
+    /// it is ended and removed from the store (their tokens stop working). 0: never.
+    #[arg(long, env = "MINOTAUR_ABANDONED_SESSION_SECS", default_value_t = 3600)]
+    pub abandoned_session_secs: u64,
+
     /// Linear memory cap per session (guest instance), in MiB.
     #[arg(long, env = "MINOTAUR_GUEST_MEMORY_MIB", default_value_t = 32)]
     pub guest_memory_mib: usize,
@@ -135,5 +178,14 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// When idle sessions are ended: `--empty-session-secs`, `--abandoned-session-secs`.
+    pub fn reaping(&self) -> crate::session::Reaping {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        crate::session::Reaping {
+            empty: secs(self.empty_session_secs),
+            abandoned: secs(self.abandoned_session_secs),
+        }
     }
 }

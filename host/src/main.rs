@@ -179,6 +179,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.ws_ping_secs == 0 || config.ws_idle_timeout_secs > config.ws_ping_secs,
+        "--ws-idle-timeout-secs ({}) must be longer than --ws-ping-secs ({}): a client \
+         needs a ping to answer before it is timed out",
+        config.ws_idle_timeout_secs,
+        config.ws_ping_secs
+    );
     // First, so that a node with a weak token stops before touching anything else.
     let admin_token = AdminToken::resolve(config.admin_token.as_deref(), &config.data_dir)?;
     minotaur_host::metrics::install();
@@ -241,6 +248,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             .clone()
             .map(|g| g as Arc<dyn minotaur_host::session::gate::OwnerGate>),
         persist_interval: config.persist_interval(),
+        reaping: config.reaping(),
         doc_interval: config.doc_interval(),
     };
     let registry = Registry::new(catalog, config.max_sessions, persist);
@@ -279,6 +287,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let app = gateway::router(AppState {
         registry: registry.clone(),
         limits: Arc::new(ConnLimits::from(&config)),
+        creations: Arc::new(gateway::creations::CreationLimiter::new(
+            config.sessions_per_ip_per_min,
+        )),
         node_id: node_id.clone(),
         shutdown: shutdown_rx.clone(),
         cluster: cluster.clone(),
@@ -347,12 +358,12 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         let _ = shutdown_tx.send(true);
     });
 
-    let mut down = shutdown_rx.clone();
-    let server =
-        axum::serve(gateway::player_listener(listener), app).with_graceful_shutdown(async move {
-            let _ = down.wait_for(|d| *d).await;
-        });
-    server.await.context("serving")?;
+    let serve_options = gateway::serve::ServeOptions {
+        limiter: gateway::admission::ConnLimiter::new(config.max_conns_per_ip, config.max_conns),
+        header_read_timeout: (config.header_read_timeout_secs > 0)
+            .then(|| Duration::from_secs(config.header_read_timeout_secs)),
+    };
+    gateway::serve::serve(listener, app, serve_options, shutdown_rx.clone()).await;
 
     // Accepting has stopped and websocket tasks read no more frames; now
     // stop the sessions: each applies what is queued, persists, and its acks

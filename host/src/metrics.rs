@@ -22,6 +22,7 @@ pub const GUEST_CALL: &str = "minotaur_guest_call_seconds";
 pub const TRAPS: &str = "minotaur_guest_traps_total";
 pub const SESSIONS_STARTED: &str = "minotaur_sessions_started_total";
 pub const HANDOFFS: &str = "minotaur_handoffs_total";
+pub const SESSIONS_REAPED: &str = "minotaur_sessions_reaped_total";
 pub const SYNC_BYTES: &str = "minotaur_sync_bytes_total";
 pub const STORE_WRITE: &str = "minotaur_store_write_seconds";
 
@@ -84,6 +85,10 @@ fn describe() {
     describe_counter!(SESSIONS_STARTED, "Sessions started since the node started.");
     describe_counter!(HANDOFFS, "Session handoffs, by direction and outcome.");
     describe_counter!(
+        SESSIONS_REAPED,
+        "Idle sessions ended by the node, by reason (empty, abandoned)."
+    );
+    describe_counter!(
         SYNC_BYTES,
         "Automerge sync bytes exchanged with peers, by direction."
     );
@@ -124,6 +129,11 @@ pub fn trap(code: &'static str) {
 /// A session actor started.
 pub fn session_started(game: &str) {
     counter!(SESSIONS_STARTED, "game" => game.to_owned()).increment(1);
+}
+
+/// An idle session was ended: `reason` is `empty` or `abandoned`.
+pub fn session_reaped(reason: &'static str) {
+    counter!(SESSIONS_REAPED, "reason" => reason).increment(1);
 }
 
 /// A handoff ended: `direction` is `out` or `in`, `outcome` e.g. `accepted` or `rejected`.

@@ -149,11 +149,43 @@ pub enum ErrorCode {
     /// This node is draining: it takes no new sessions.
     Draining,
     Overloaded,
+    /// Too many open connections from this client's address.
+    TooManyConnections,
+    /// The node has as many open connections as it takes.
+    NodeBusy,
+    /// Too many sessions created from this client's address in the last minute.
+    SessionRateLimited,
     BadRequest,
     Internal,
 }
 
 impl ErrorCode {
+    /// Every code, in the order of docs/PROTOCOL.md's table.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnknownType,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::UnknownGame,
+        ErrorCode::UnknownSession,
+        ErrorCode::BadToken,
+        ErrorCode::SessionFull,
+        ErrorCode::AlreadySeated,
+        ErrorCode::NotSeated,
+        ErrorCode::NotYourSeat,
+        ErrorCode::Rejected,
+        ErrorCode::SessionEnded,
+        ErrorCode::SessionFailed,
+        ErrorCode::SessionMoved,
+        ErrorCode::Draining,
+        ErrorCode::Overloaded,
+        ErrorCode::TooManyConnections,
+        ErrorCode::NodeBusy,
+        ErrorCode::SessionRateLimited,
+        ErrorCode::BadRequest,
+        ErrorCode::Internal,
+    ];
+
     /// The wire form, e.g. `"session_full"`.
     pub fn code(self) -> &'static str {
         match self {
@@ -174,6 +206,9 @@ impl ErrorCode {
             ErrorCode::SessionMoved => "session_moved",
             ErrorCode::Draining => "draining",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::NodeBusy => "node_busy",
+            ErrorCode::SessionRateLimited => "session_rate_limited",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Internal => "internal",
         }
@@ -418,13 +453,18 @@ mod tests {
 
     #[test]
     fn every_error_code_serializes_as_its_code() {
-        for c in [
-            ErrorCode::BadFrame,
-            ErrorCode::NotYourSeat,
-            ErrorCode::SessionFailed,
-            ErrorCode::Internal,
-        ] {
+        for c in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.code());
+        }
+    }
+
+    /// Client authors match on codes: each one is in docs/PROTOCOL.md's table.
+    #[test]
+    fn every_error_code_is_documented() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        for c in ErrorCode::ALL {
+            let row = format!("| `{}` |", c.code());
+            assert!(doc.contains(&row), "docs/PROTOCOL.md has no row for `{c}`");
         }
     }
 

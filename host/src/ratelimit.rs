@@ -1,6 +1,7 @@
-//! Per-connection input rate limit: a token bucket, plus a count of dropped
-//! inputs that tells a burst from sustained abuse. Called by the websocket task
-//! for every client frame; time is passed in so tests need no clock.
+//! A token bucket, plus a count of dropped requests that tells a burst from
+//! sustained abuse. The websocket task keeps one per connection for its frames;
+//! `gateway::creations` one per client address for the sessions it creates. Time
+//! is passed in so tests need no clock.
 
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,14 @@ impl RateLimiter {
     /// `rate` frames per second sustained, `burst` at once; more than
     /// `abuse_limit` dropped frames within 10 s closes the connection.
     pub fn new(rate: u32, burst: u32, abuse_limit: u32, now: Instant) -> Self {
+        RateLimiter::with_rate(rate as f64, burst, abuse_limit, now)
+    }
+
+    /// Like [`RateLimiter::new`], with a fractional rate (per second), e.g. `n / 60.0`
+    /// for `n` per minute.
+    pub fn with_rate(rate: f64, burst: u32, abuse_limit: u32, now: Instant) -> Self {
         RateLimiter {
-            rate: rate as f64,
+            rate: rate.max(0.0),
             burst: burst.max(1) as f64,
             tokens: burst.max(1) as f64,
             last: now,
@@ -55,6 +62,33 @@ impl RateLimiter {
             self.tokens -= 1.0;
             return Verdict::Allow;
         }
+        self.count_drop(now)
+    }
+
+    /// How long from `now` until the next request is allowed (zero if it is now;
+    /// `Duration::MAX` if the bucket never refills).
+    pub fn retry_after(&self, now: Instant) -> Duration {
+        let tokens = self.tokens_at(now);
+        if tokens >= 1.0 {
+            Duration::ZERO
+        } else if self.rate <= 0.0 {
+            Duration::MAX
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / self.rate)
+        }
+    }
+
+    /// The bucket is back to its full burst at `now`: forgetting it changes nothing.
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tokens_at(now) >= self.burst
+    }
+
+    fn tokens_at(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + elapsed * self.rate).min(self.burst)
+    }
+
+    fn count_drop(&mut self, now: Instant) -> Verdict {
         if now.saturating_duration_since(self.window_start) > ABUSE_WINDOW {
             self.window_start = now;
             self.dropped = 0;
@@ -107,6 +141,27 @@ mod tests {
         assert_eq!(rl.check(t0), Verdict::Drop);
         assert_eq!(rl.check(t0), Verdict::Drop);
         assert_eq!(rl.check(t0), Verdict::Close);
+    }
+
+    #[test]
+    fn fractional_rate_and_retry_after() {
+        let t0 = Instant::now();
+        // 3 per minute, bursts of 3.
+        let mut rl = RateLimiter::with_rate(3.0 / 60.0, 3, u32::MAX, t0);
+        for _ in 0..3 {
+            assert_eq!(rl.retry_after(t0), Duration::ZERO);
+            assert_eq!(rl.check(t0), Verdict::Allow);
+        }
+        assert!(!rl.is_full(t0));
+        let wait = rl.retry_after(t0);
+        assert!((19.9..=20.0).contains(&wait.as_secs_f64()), "{wait:?}");
+        assert_eq!(rl.check(t0 + wait / 2), Verdict::Drop);
+        assert_eq!(rl.check(t0 + wait), Verdict::Allow);
+        assert!(rl.is_full(t0 + Duration::from_secs(80)));
+        assert_eq!(
+            RateLimiter::with_rate(0.0, 1, 9, t0).retry_after(t0 + Duration::from_secs(1)),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! The lobby HTTP API: list games, list sessions, create a session. Errors are
-//! JSON `{code, message}` with the same stable codes as the player protocol.
+//! The lobby HTTP API: list games, list sessions, create a session (charged to the
+//! client's address: `super::creations`). Errors are JSON `{code, message}` with the
+//! same stable codes as the player protocol.
+
+use std::time::Duration;
 
 use axum::{
     extract::{rejection::JsonRejection, Query, State},
-    http::StatusCode,
+    http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
-    Json,
+    Extension, Json,
 };
 use serde::{Deserialize, Serialize};
 
-use super::AppState;
+use super::{admission::Peer, AppState};
 use crate::{
     protocol::{ErrorCode, GameValue},
     session::{registry::SessionInfo, SessionError},
@@ -77,15 +80,52 @@ pub struct Created {
     pub game: String,
 }
 
+/// What a client over `--sessions-per-ip-per-min` is told.
+pub fn creation_limit_message(wait: Duration) -> String {
+    format!(
+        "too many sessions created from your address; try again in {} s",
+        retry_after_secs(wait)
+    )
+}
+
+/// Whole seconds to wait, at least 1 (`Retry-After`).
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().clamp(1.0, 3600.0) as u64
+}
+
 pub async fn create_session(
     State(app): State<AppState>,
+    peer: Option<Extension<Peer>>,
     body: Result<Json<CreateRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let Json(req) = body.map_err(|e| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: ErrorCode::BadRequest,
-        message: e.body_text(),
+) -> Result<(StatusCode, Json<Created>), Response> {
+    let Json(req) = body.map_err(|e| {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: ErrorCode::BadRequest,
+            message: e.body_text(),
+        }
+        .into_response()
     })?;
+    if let Some(Err(wait)) = peer.map(|Extension(p)| app.creations.charge(p.key())) {
+        let mut r = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: ErrorCode::SessionRateLimited,
+            message: creation_limit_message(wait),
+        }
+        .into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(wait)),
+        );
+        return Err(r);
+    }
+    create(app, req).await.map_err(IntoResponse::into_response)
+}
+
+async fn create(
+    app: AppState,
+    req: CreateRequest,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
     if *app.shutdown.borrow() {
         return Err(SessionError::Overloaded.into());
     }

@@ -1,15 +1,21 @@
 //! The node's player-facing HTTP surface (axum): the player websocket ([`ws`]), the
 //! lobby API ([`lobby`]), health checks ([`health`]) and the embedded web client.
-//! `main` builds the router once with [`router`] and serves it on a
-//! [`player_listener`]; handlers reach sessions only through the [`Registry`]. Nothing
-//! for operators lives here: the admin API and `/metrics` are on their own listener
-//! (`admin::listener`), so a request for them on this one is a 404.
+//! `main` builds the router once with [`router`] and runs it with [`serve::serve`]
+//! (header-read timeout, connection limits: [`admission`], refusals: [`refuse`]);
+//! handlers reach sessions only through the [`Registry`]. Nothing for operators lives
+//! here: the admin API and `/metrics` are on their own listener (`admin::listener`), so
+//! a request for them on this one is a 404.
 
+pub mod admission;
+pub mod creations;
 pub mod health;
+pub mod keepalive;
 pub mod lobby;
+pub mod refuse;
+pub mod serve;
 pub mod ws;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     http::header,
@@ -30,6 +36,10 @@ pub struct ConnLimits {
     pub rate_burst: u32,
     pub rate_abuse_limit: u32,
     pub outbound_queue: usize,
+    /// Server pings on each websocket this often; `None`: no keepalive.
+    pub ws_ping: Option<Duration>,
+    /// A websocket silent this long is closed (4408).
+    pub ws_idle_timeout: Duration,
 }
 
 impl From<&Config> for ConnLimits {
@@ -40,6 +50,8 @@ impl From<&Config> for ConnLimits {
             rate_burst: c.rate_burst,
             rate_abuse_limit: c.rate_abuse_limit,
             outbound_queue: c.outbound_queue,
+            ws_ping: (c.ws_ping_secs > 0).then(|| Duration::from_secs(c.ws_ping_secs)),
+            ws_idle_timeout: Duration::from_secs(c.ws_idle_timeout_secs),
         }
     }
 }
@@ -49,6 +61,8 @@ impl From<&Config> for ConnLimits {
 pub struct AppState {
     pub registry: Registry,
     pub limits: Arc<ConnLimits>,
+    /// Sessions created per client address.
+    pub creations: Arc<creations::CreationLimiter>,
     pub node_id: Arc<str>,
     /// Becomes `true` once the node starts shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -61,7 +75,7 @@ pub struct AppState {
 /// Players send small frames and wait for small answers (`ack`, `view`): with
 /// Nagle's algorithm on, a reply written while an earlier one is still
 /// unacknowledged waits for the client's delayed ACK (tens of milliseconds).
-/// `main` serves with `axum::serve(gateway::player_listener(listener), app)`.
+/// [`serve::serve`] accepts on it.
 pub fn player_listener(
     listener: TcpListener,
 ) -> impl Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
@@ -85,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::from_fn(refuse::refuse_over_limit))
         .with_state(state)
 }
 

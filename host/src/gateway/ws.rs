@@ -1,9 +1,10 @@
 //! One player connection on `/ws`: decodes client frames (JSON text or
-//! MessagePack binary), enforces the frame size and rate limits, turns each
+//! MessagePack binary), enforces the frame size, rate and session-creation limits,
+//! keeps the connection alive with pings ([`super::keepalive`]), turns each
 //! message into a registry or session call, and writes the session's outbound
 //! queue back in the client's encoding. Spawned by axum per upgrade.
 
-use std::{sync::Arc, time::Instant};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use axum::{
     extract::{
@@ -11,11 +12,16 @@ use axum::{
         State, WebSocketUpgrade,
     },
     response::Response,
+    Extension,
 };
 use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 
-use super::AppState;
+use super::{
+    admission::Peer,
+    keepalive::{Due, Keepalive},
+    AppState,
+};
 use crate::cluster::node::Route;
 use crate::{
     protocol::{
@@ -40,13 +46,20 @@ mod close {
     pub const INVALID_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    /// Application range (RFC 6455 §7.4.2): nothing heard within the idle timeout.
+    pub const IDLE: u16 = 4408;
 }
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<AppState>,
+    peer: Option<Extension<Peer>>,
+) -> Response {
     let max = app.limits.max_frame_bytes + FRAME_SLACK;
+    let client = peer.map(|Extension(p)| p.key());
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| Connection::run(app, socket))
+        .on_upgrade(move |socket| Connection::run(app, socket, client))
 }
 
 /// A read failed because a text frame (or a close reason) is not UTF-8: the
@@ -82,15 +95,19 @@ struct Connection {
     seat: SeatState,
     limiter: RateLimiter,
     out: Outbound,
+    /// The client's address as limits count it; `None` if unknown (not served by
+    /// `serve::serve`), which no per-address limit applies to.
+    client: Option<IpAddr>,
 }
 
 impl Connection {
-    async fn run(app: AppState, socket: WebSocket) {
+    async fn run(app: AppState, socket: WebSocket, client: Option<IpAddr>) {
         let (sink, mut stream) = socket.split();
         let limits = app.limits.clone();
         let (out, mut rx, kick): (Outbound, mpsc::Receiver<ServerMsg>, Arc<Notify>) =
             Outbound::new(limits.outbound_queue);
         let mut shutdown = app.shutdown.clone();
+        let mut keepalive = Keepalive::new(limits.ws_ping, limits.ws_idle_timeout);
         let mut conn = Connection {
             limiter: RateLimiter::new(
                 limits.rate_per_sec,
@@ -103,6 +120,7 @@ impl Connection {
             enc: Encoding::Json,
             seat: SeatState::None,
             out,
+            client,
         };
         let welcome = ServerMsg::Welcome {
             node: conn.app.node_id.to_string(),
@@ -114,7 +132,11 @@ impl Connection {
         }
         loop {
             let flow = tokio::select! {
-                frame = stream.next() => match frame {
+                frame = stream.next() => {
+                    if let Some(Ok(_)) = &frame {
+                        keepalive.heard();
+                    }
+                    match frame {
                     Some(Ok(Message::Text(t))) => conn.on_frame(t.as_bytes(), Encoding::Json).await,
                     Some(Ok(Message::Binary(b))) => conn.on_frame(&b, Encoding::MsgPack).await,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Flow::Continue,
@@ -129,6 +151,16 @@ impl Connection {
                     Some(Err(e)) => {
                         tracing::debug!(conn = conn.out.conn_id, error = %e, "websocket error");
                         break;
+                    }
+                }},
+                due = keepalive.due() => match due {
+                    Due::Ping => match conn.sink.send(Message::Ping(Default::default())).await {
+                        Ok(()) => Flow::Continue,
+                        Err(_) => break,
+                    },
+                    Due::TimedOut => {
+                        tracing::debug!(conn = conn.out.conn_id, "websocket silent past the idle timeout");
+                        Flow::Close(close::IDLE, "idle timeout")
                     }
                 },
                 Some(msg) = rx.recv() => conn.on_outbound(msg).await,
@@ -274,6 +306,13 @@ impl Connection {
             ClientMsg::Create { game, config } => {
                 if self.draining() {
                     return self.draining_error().await;
+                }
+                if let Some(wait) = self
+                    .client
+                    .and_then(|ip| self.app.creations.charge(ip).err())
+                {
+                    let msg = super::lobby::creation_limit_message(wait);
+                    return self.error(ErrorCode::SessionRateLimited, msg, None).await;
                 }
                 // Answered once the session is durable, so that a join through any node of
                 // a cluster finds it.

@@ -18,11 +18,17 @@
 //! acknowledged can be lost and a busy session pays for Automerge a few times
 //! a second, not per batch. Persistence and rules hot-swap live in
 //! [`durable`].
+//!
+//! The clock ([`ticker`]) runs only while a seat is taken; a session that stays
+//! empty, or whose seated players all stay disconnected, past `Persist::reaping`
+//! ([`vacancy`]) is ended and removed from the store like a finished game.
 
 mod durable;
 mod ownership;
+mod ticker;
+mod vacancy;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use minotaur_abi::{Effect, Event, Init, Output, Restore};
 use minotaur_runtime::{GuestError, GuestInstance};
@@ -30,7 +36,7 @@ use minotaur_state::SessionDoc;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
-    time::{Instant, Interval, MissedTickBehavior},
+    time::Instant,
 };
 
 use super::{
@@ -44,6 +50,8 @@ use crate::{
     protocol::{msgpack_to_value, ErrorCode, GameValue, ServerMsg},
 };
 pub use durable::resume_stored;
+use ticker::Ticker;
+use vacancy::{Occupancy, Vacancy};
 
 /// Most commands applied before the batch is committed and acknowledged.
 pub const MAX_BATCH: usize = 64;
@@ -101,7 +109,9 @@ pub fn spawn(
         unjournaled: Vec::new(),
         dirty: false,
         failures_in_row: 0,
-        ticker: Ticker::new(info.tick_hz),
+        // No seat yet: the clock waits for the first player.
+        ticker: Ticker::new(info.tick_hz, 0, false),
+        vacancy: Vacancy::new(Occupancy::Empty),
         ended: false,
         moved_to: None,
         owned_elsewhere: false,
@@ -166,6 +176,8 @@ enum Work {
     Tick,
     /// Deferred progress is due to be persisted (no guest event).
     Flush,
+    /// Nobody has been in the session for too long: end it.
+    Reap,
 }
 
 struct Actor {
@@ -192,6 +204,8 @@ struct Actor {
     dirty: bool,
     failures_in_row: u32,
     ticker: Ticker,
+    /// Who is in the session and since when (the reaper's clock).
+    vacancy: Vacancy,
     ended: bool,
     /// Where the session went, once handed over or taken over elsewhere: inputs still
     /// queued here are answered with `moved` to it, not `session_ended`.
@@ -237,6 +251,7 @@ impl Actor {
         let mut gate = self.persist.gate.as_ref().map(|g| g.subscribe());
         while !stop && !self.ended {
             let due = self.persist_due;
+            let reap_at = self.vacancy.deadline(&self.persist.reaping);
             let first = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Work::Cmd(cmd),
@@ -244,6 +259,7 @@ impl Actor {
                 },
                 () = self.ticker.wait() => Work::Tick,
                 () = sleep_until_due(due), if due.is_some() => Work::Flush,
+                () = sleep_until_due(reap_at), if reap_at.is_some() => Work::Reap,
                 () = ownership::gate_changed(&mut gate) => {
                     if self.lost_now().await {
                         break;
@@ -300,6 +316,7 @@ impl Actor {
                 self.guest_event(Event::Tick { n, dt_ms }, None, None);
             }
             Work::Flush => {}
+            Work::Reap => self.reap(),
             Work::Cmd(Command::Join {
                 name,
                 conn,
@@ -337,6 +354,7 @@ impl Actor {
                         self.seats_dirty = true;
                     }
                 }
+                self.seats_changed();
             }
             Work::Cmd(Command::Migrate { game, reply }) => self.migrate(game, reply),
             Work::Cmd(Command::HandOff { frozen, outcome }) => {
@@ -394,6 +412,7 @@ impl Actor {
                 // session for lack of a seat). Seeing it neither costs a retry.
                 drop(hold);
                 self.publish_status();
+                self.seats_changed();
                 self.deliver(out.effects);
                 let joined = Joined {
                     session: self.id.clone(),
@@ -433,6 +452,7 @@ impl Actor {
             conn.send(ServerMsg::View { data: view.clone() });
         }
         tracing::debug!(session = %self.id, player, name = %seat.name, "seat resumed");
+        self.seats_changed();
         Ok(Joined {
             session: self.id.clone(),
             game: self.game.name.clone(),
@@ -455,7 +475,30 @@ impl Actor {
         self.seats_dirty = true;
         self.removed_seats.push(player);
         self.publish_status();
+        self.seats_changed();
         self.pending.push(Deferred::Left { reply });
+    }
+
+    /// Seats or their connections changed: the clock runs only while a seat is taken,
+    /// and the reaper's clock restarts when who is in the session changes.
+    fn seats_changed(&mut self) {
+        self.ticker.set_running(!self.seats.is_empty());
+        self.vacancy
+            .update(Occupancy::of(self.seats.values().map(|s| s.conn.is_some())));
+    }
+
+    /// Nobody has been in the session for its reaping limit: end it like a finished
+    /// game (the loop then removes it from the store, fenced by its epoch in a cluster;
+    /// seated players' tokens stop working). Nobody connected is there to be told.
+    fn reap(&mut self) {
+        let reason = self.vacancy.reason();
+        tracing::info!(
+            session = %self.id, game = %self.game.name, reason,
+            idle_secs = self.vacancy.for_how_long().as_secs(), tick = self.ticker.n,
+            "idle session ended"
+        );
+        crate::metrics::session_reaped(reason);
+        self.end();
     }
 
     /// Call the guest with `event` and deliver its effects. On failure: roll
@@ -775,59 +818,5 @@ async fn sleep_until_due(due: Option<Instant>) {
     match due {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The session's clock: ticks at the game's rate; `0` Hz means no ticks.
-struct Ticker {
-    interval: Option<Interval>,
-    /// The current rate, `None` before the first `set_rate`.
-    hz: Option<u32>,
-    n: u64,
-    last: Instant,
-}
-
-impl Ticker {
-    fn new(hz: u32) -> Self {
-        let mut t = Ticker {
-            interval: None,
-            hz: None,
-            n: 0,
-            last: Instant::now(),
-        };
-        t.set_rate(hz);
-        t
-    }
-
-    fn set_rate(&mut self, hz: u32) {
-        self.hz = Some(hz);
-        self.interval = (hz > 0).then(|| {
-            let period = Duration::from_secs_f64(1.0 / hz.min(1000) as f64);
-            let mut i = tokio::time::interval_at(Instant::now() + period, period);
-            // After a stall, tick on from now rather than firing a burst.
-            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            i
-        });
-    }
-
-    async fn wait(&mut self) {
-        match &mut self.interval {
-            Some(i) => {
-                i.tick().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-
-    /// The next tick's number and the milliseconds since the previous one.
-    fn advance(&mut self) -> (u64, u32) {
-        let now = Instant::now();
-        let dt = now
-            .duration_since(self.last)
-            .as_millis()
-            .min(u32::MAX as u128) as u32;
-        self.last = now;
-        self.n += 1;
-        (self.n, dt)
     }
 }

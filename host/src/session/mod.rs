@@ -40,10 +40,23 @@ pub struct Persist {
     /// Longest progress with nothing to acknowledge (ticks) waits before it is
     /// written to the journal (see `actor`).
     pub persist_interval: std::time::Duration,
+    /// When a session nobody is in is ended (and removed from the store).
+    pub reaping: Reaping,
     /// Longest the session document (Automerge: what a restart or a new owner loads, and what the
     /// store's base and chunks hold) trails the state made durable in the
     /// journal. Zero: every batch that writes anything writes the document.
     pub doc_interval: std::time::Duration,
+}
+
+/// How long a session may stay without players before its actor ends it and removes it
+/// from the store (`None`: never). From `--empty-session-secs` and
+/// `--abandoned-session-secs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaping {
+    /// No seat taken (never joined, or every player left).
+    pub empty: Option<std::time::Duration>,
+    /// Seats taken, but every seated player disconnected.
+    pub abandoned: Option<std::time::Duration>,
 }
 
 /// Why one session did not move to new rules; it stays on the old ones.

@@ -13,7 +13,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{Actor, Deferred, Seat, Ticker, MAILBOX};
+use super::{Actor, Deferred, Occupancy, Seat, Ticker, Vacancy, MAILBOX};
 use crate::{
     catalog::Game,
     protocol::{ErrorCode, ServerMsg},
@@ -141,8 +141,10 @@ pub fn resume_stored(
         epoch: meta.epoch.max(PLACEHOLDER_EPOCH),
     });
     let (tx, rx) = mpsc::channel(MAILBOX);
-    let mut ticker = Ticker::new(meta.tick_hz);
-    ticker.n = meta.tick;
+    // Seats come back disconnected: the clock runs if any is taken, and the reaper
+    // counts from the restart.
+    let ticker = Ticker::new(meta.tick_hz, meta.tick, !seats.is_empty());
+    let vacancy = Vacancy::new(Occupancy::of(seats.values().map(|_| false)));
     let mut actor = Actor {
         id: meta.session.clone(),
         epoch: meta.epoch.max(PLACEHOLDER_EPOCH),
@@ -158,6 +160,7 @@ pub fn resume_stored(
         dirty: false,
         failures_in_row: 0,
         ticker,
+        vacancy,
         ended: false,
         moved_to: None,
         owned_elsewhere: false,
