@@ -38,7 +38,7 @@ start() { # id port
   local id=$1 p=$2
   RUST_LOG=info $BIN serve --database-url "$PG_URL" --node-id "$id" \
     --listen 127.0.0.1:$p --advertise-addr 127.0.0.1:$p --admin-listen 127.0.0.1:0 \
-    --lease-ms "${LEASE_MS:-1500}" \
+    --lease-ms "${LEASE_MS:-1500}" --max-conns-per-ip 0 --sessions-per-ip-per-min 0 \
     --games-dir "$GAMES" --data-dir "$W/$id" ${ARGS:-} > "$W/$id.out" 2> "$W/$id.err" &
   echo $! > "$W/$id.pid"; disown
 }

@@ -41,7 +41,10 @@ if [ "$GAME" = echo ]; then
   "$TARGET/release/minotaur-loadtest" --serve-echo 127.0.0.1:0 > "$W/out" 2>&1 &
   pattern='echo listening on ws://'; BOTS=arena
 else
+  # Every bot connects from 127.0.0.1: the per-address limits are off (--max-conns-per-ip 0
+  # --sessions-per-ip-per-min 0), as behind a proxy; the rest stays at its defaults.
   RUST_LOG=warn "$TARGET/release/minotaur" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --max-conns-per-ip 0 --sessions-per-ip-per-min 0 \
     --games-dir "$ROOT/games/dist" --data-dir "$W/data" "${NODE_ARGS[@]}" "$@" > "$W/out" 2>&1 &
   pattern='minotaur listening on http://'; BOTS=$GAME
 fi

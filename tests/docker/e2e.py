@@ -171,6 +171,7 @@ class Compose:
         self.admin_ports = {i: free_port() for i in (1, 2, 3)}
         self.env = dict(os.environ, MINOTAUR_IMAGE=images["v1"], MINOTAUR_POSTGRES_IMAGE=images["pg"],
                         POSTGRES_PASSWORD=self.password, MINOTAUR_ADMIN_TOKEN=TOKEN,
+                        MINOTAUR_MAX_CONNS_PER_IP="0", MINOTAUR_SESSIONS_PER_IP_PER_MIN="0",
                         **{f"MINOTAUR_NODE{i}_PORT": str(p) for i, p in self.ports.items()},
                         **{f"MINOTAUR_NODE{i}_ADMIN_PORT": str(p) for i, p in self.admin_ports.items()})
         self.started = False
@@ -226,6 +227,8 @@ class Compose:
            "-e", f"MINOTAUR_DATABASE_URL={url}", "-e", f"MINOTAUR_NODE_ID={name}",
            "-e", f"MINOTAUR_ADVERTISE_ADDR=127.0.0.1:{port}",
            "-e", f"MINOTAUR_ADMIN_TOKEN={TOKEN}", "-e", "MINOTAUR_SHUTDOWN_GRACE_SECS=30",
+           # The bots all come through the host's loopback (one address to the nodes).
+           "-e", "MINOTAUR_MAX_CONNS_PER_IP=0", "-e", "MINOTAUR_SESSIONS_PER_IP_PER_MIN=0",
            "--stop-timeout", "40", self.images[version])
         self.extra.append(name)
         return Node(name, name, port, admin_port)

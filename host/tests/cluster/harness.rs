@@ -289,6 +289,8 @@ impl TestCluster {
             .args(["--admin-token", &self.admin_token])
             // Bots and verifiers are not abusers.
             .args(["--rate-per-sec", "1000", "--rate-burst", "1000"])
+            // All bots come from 127.0.0.1: no per-address limits.
+            .args(["--max-conns-per-ip", "0", "--sessions-per-ip-per-min", "0"])
             .args(&self.extra_args)
             .env(
                 "RUST_LOG",
