@@ -66,9 +66,9 @@ pub async fn publish(
     let module = crate::catalog::compile(runtime, wasm.clone())
         .await
         .map_err(|e| PublishError::Load {
-        code: e.code(),
-        message: e.to_string(),
-    })?;
+            code: e.code(),
+            message: e.to_string(),
+        })?;
     let info = module.info().clone();
     if info.name != game {
         return Err(PublishError::GameMismatch {

@@ -9,6 +9,7 @@ mod arena;
 mod bad_input;
 mod chaos;
 mod hotswap;
+mod isolation;
 mod lobby;
 mod metrics;
 mod persist;

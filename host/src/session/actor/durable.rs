@@ -88,11 +88,7 @@ pub async fn resume_stored(
         Some((_, state)) => state,
         None => doc.state().map_err(corrupt)?,
     };
-    let events: Vec<_> = journal
-        .records
-        .into_iter()
-        .flat_map(|r| r.events)
-        .collect();
+    let events: Vec<_> = journal.records.into_iter().flat_map(|r| r.events).collect();
     let (instance, effects, state) =
         super::guest::restore_guest(&game.module, base, meta.rules_version, events).await?;
     let mut seats = BTreeMap::new();
