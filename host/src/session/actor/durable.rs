@@ -2,7 +2,8 @@
 //! `SessionDoc` and the store writer, rebuilding an actor from a stored
 //! document after a restart, and swapping a live session to new rules at an
 //! event boundary. Called by the actor loop (`after_batch`, `Migrate`) and by
-//! `session::recovery` at startup.
+//! `session::recovery` and cluster activation; the guest work of a resume and of
+//! a swap runs on the guest pool (`guest.rs`).
 
 use std::collections::BTreeMap;
 
@@ -365,6 +366,7 @@ impl Actor {
     /// the old instance, restore into a new one with `from_version` = the old
     /// rules version; only if that works does the new instance replace the old
     /// one. The reply waits for the commit; a failure keeps the old rules.
+    /// Runs inside the batch's guest-pool job, like every guest call.
     pub(super) fn migrate(&mut self, game: Game, reply: oneshot::Sender<Result<u32, SwapFailure>>) {
         let failure = |code: &str, message: String| SwapFailure {
             session: self.id.clone(),
