@@ -188,8 +188,9 @@ pub async fn load_module(
         })
 }
 
-/// `Runtime::load` (validation and Cranelift) on a blocking thread.
-async fn compile(runtime: &Runtime, bytes: Vec<u8>) -> Result<GameModule, LoadError> {
+/// `Runtime::load` from a blocking thread, which waits while the guest pool
+/// prechecks and compiles (within `--compile-timeout-ms`).
+pub(crate) async fn compile(runtime: &Runtime, bytes: Vec<u8>) -> Result<GameModule, LoadError> {
     let rt = runtime.clone();
     tokio::task::spawn_blocking(move || rt.load(&bytes))
         .await

@@ -114,6 +114,18 @@ pub struct Config {
     #[arg(long, env = "MINOTAUR_CALL_TIMEOUT_MS", default_value_t = 100)]
     pub call_timeout_ms: u64,
 
+    /// Threads of the guest pool, where every guest call and module compile
+    /// runs (never on the threads serving sockets). 0: four per available
+    /// core, so guests spinning until their call timeout leave threads for
+    /// everyone else while the OS shares the cores.
+    #[arg(long, env = "MINOTAUR_GUEST_THREADS", default_value_t = 0)]
+    pub guest_threads: usize,
+
+    /// Longest a module may take to compile (publish, start, activation), in
+    /// milliseconds; a slower one is refused with `compile_timeout`.
+    #[arg(long, env = "MINOTAUR_COMPILE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub compile_timeout_ms: u64,
+
     /// Seconds to wait for sessions and connections to stop on shutdown.
     #[arg(long, env = "MINOTAUR_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -163,6 +175,8 @@ impl Config {
         minotaur_runtime::Limits {
             max_memory_bytes: self.guest_memory_mib * 1024 * 1024,
             call_timeout: Duration::from_millis(self.call_timeout_ms),
+            pool_threads: self.guest_threads,
+            compile_timeout: Duration::from_millis(self.compile_timeout_ms),
             ..Default::default()
         }
     }

@@ -191,6 +191,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     minotaur_host::metrics::install();
     let node_id: Arc<str> = config.resolve_node_id().into();
     let runtime = Runtime::new(config.limits()).context("starting the wasm runtime")?;
+    minotaur_host::metrics::watch_pool(runtime.pool());
+    tracing::info!(threads = runtime.pool().threads(), "guest pool started");
     // Alone: the embedded store holds sessions, modules and games. In a cluster: the
     // database does, and every write of a session is fenced on this node's ownership.
     let (backend, records, db) = match config

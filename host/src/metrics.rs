@@ -5,7 +5,8 @@
 //! only. The recorder (`metrics-exporter-prometheus`, no HTTP listener of its own: the operator
 //! listener serves the text) is installed on the first [`install`], which `main` calls
 //! before sessions start (and `admin::listener::router` again).
-//! Sessions and players are gauges read from the registry at scrape time.
+//! Sessions and players are gauges read from the registry at scrape time, the
+//! guest pool's load from the pool.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -25,10 +26,20 @@ pub const HANDOFFS: &str = "minotaur_handoffs_total";
 pub const SESSIONS_REAPED: &str = "minotaur_sessions_reaped_total";
 pub const SYNC_BYTES: &str = "minotaur_sync_bytes_total";
 pub const STORE_WRITE: &str = "minotaur_store_write_seconds";
+pub const POOL_BUSY: &str = "minotaur_guest_pool_busy";
+pub const POOL_QUEUED: &str = "minotaur_guest_pool_queued";
+pub const POOL_THREADS: &str = "minotaur_guest_pool_threads";
 
 /// Events into guests since start, for the events/s gauge.
 static EVENT_COUNT: AtomicU64 = AtomicU64::new(0);
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// The node's guest pool, whose load is read at scrape time.
+static POOL: OnceLock<minotaur_runtime::GuestPool> = OnceLock::new();
+
+/// Report `pool`'s threads, busy threads and queued jobs at every scrape.
+pub fn watch_pool(pool: &minotaur_runtime::GuestPool) {
+    let _ = POOL.set(pool.clone());
+}
 
 /// Installs the process-wide recorder once (later calls return the same handle) and, inside a
 /// tokio runtime, starts the once-a-second task that updates events/s and runs the
@@ -62,6 +73,11 @@ pub fn install() -> &'static PrometheusHandle {
 pub fn render(sessions: usize, players: u64) -> String {
     gauge!(SESSIONS).set(sessions as f64);
     gauge!(PLAYERS).set(players as f64);
+    if let Some(pool) = POOL.get() {
+        gauge!(POOL_THREADS).set(pool.threads() as f64);
+        gauge!(POOL_BUSY).set(pool.busy() as f64);
+        gauge!(POOL_QUEUED).set(pool.queued() as f64);
+    }
     install().render()
 }
 
@@ -82,6 +98,12 @@ fn describe() {
         "Time of one guest event call."
     );
     describe_counter!(TRAPS, "Failed guest calls, by error code.");
+    describe_gauge!(POOL_THREADS, "Threads of the guest pool.");
+    describe_gauge!(
+        POOL_BUSY,
+        "Guest pool threads running a job (a batch, a start, a compile) now."
+    );
+    describe_gauge!(POOL_QUEUED, "Guest pool jobs waiting for a thread.");
     describe_counter!(SESSIONS_STARTED, "Sessions started since the node started.");
     describe_counter!(HANDOFFS, "Session handoffs, by direction and outcome.");
     describe_counter!(

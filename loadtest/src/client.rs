@@ -65,6 +65,16 @@ pub enum ClientMsg<'a> {
         seq: u64,
     },
     Leave,
+    /// Start a new session of `game` (the isolation bench's spinners).
+    Create {
+        game: &'a str,
+    },
+    /// Take a seat in one given session.
+    #[serde(rename = "join")]
+    JoinSession {
+        session: &'a str,
+        name: &'a str,
+    },
 }
 
 /// The kinds of server message; anything newer decodes as `Other`.

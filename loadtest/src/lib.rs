@@ -12,6 +12,7 @@
 pub mod bot;
 pub mod client;
 pub mod echo;
+pub mod spinner;
 pub mod stats;
 
 use std::sync::atomic::Ordering;

@@ -46,6 +46,11 @@ struct Cli {
     /// address until stopped, printing `echo listening on ws://ADDR/ws`.
     #[arg(long, value_name = "ADDR")]
     serve_echo: Option<std::net::SocketAddr>,
+    /// Also run this many hostile `chaos` sessions for the whole run, each keeping
+    /// a guest call spinning until the node's call timeout (the isolation bench;
+    /// the node must serve the `chaos` test game). Their count goes to stderr.
+    #[arg(long, default_value_t = 0)]
+    spinners: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -82,7 +87,30 @@ async fn main() -> anyhow::Result<ExitCode> {
         progress: !cli.json,
         ..LoadConfig::new(cli.url, cli.players, game, cli.duration)
     };
+    let stop_at = tokio::time::Instant::now() + cfg.duration;
+    let spinners: Vec<_> = (0..cli.spinners)
+        .map(|_| {
+            tokio::spawn(minotaur_loadtest::spinner::spin(
+                cfg.url.clone(),
+                stop_at,
+                cfg.connect_timeout,
+            ))
+        })
+        .collect();
     let summary = run(&cfg).await.context("invalid load test configuration")?;
+    let (mut spins, mut sessions) = (0, 0);
+    for s in spinners {
+        if let Ok(done) = s.await {
+            spins += done.spins;
+            sessions += done.sessions;
+        }
+    }
+    if cli.spinners > 0 {
+        eprintln!(
+            "spinners: {} ({sessions} chaos sessions), spins answered: {spins}",
+            cli.spinners
+        );
+    }
     if cli.json {
         println!(
             "{}",

@@ -1,15 +1,18 @@
 //! The wasmtime engine a [`crate::Runtime`] shares with every module and
 //! instance it creates: pooling allocator sized from [`Limits`], copy-on-write
-//! memory images, and the epoch ticker thread that gives each call its deadline.
+//! memory images, the wasm features pinned to [`crate::precheck::ALLOWED`], the
+//! epoch ticker thread that gives each call its deadline, and the
+//! [`GuestPool`] every guest call and compile runs on.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures};
 
-use crate::{Limits, RuntimeError};
+use crate::precheck::ALLOWED;
+use crate::{GuestPool, Limits, RuntimeError};
 
 /// Wasm page size: memory sizes are whole pages.
 const WASM_PAGE: usize = 64 << 10;
@@ -28,6 +31,8 @@ pub(crate) struct EngineShared {
     pub(crate) limits: Limits,
     /// `set_epoch_deadline` argument that gives a call `limits.call_timeout`.
     pub(crate) deadline_ticks: u64,
+    /// Where guest calls and compiles run (off the host's async workers).
+    pub(crate) pool: GuestPool,
     ticker: Option<Ticker>,
 }
 
@@ -51,11 +56,14 @@ impl EngineShared {
         // the timeout a lower bound: a call gets at least `call_timeout` and at
         // most `call_timeout + tick`.
         let deadline_ticks = limits.call_timeout.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+        let pool = GuestPool::new(pool_threads(&limits), "minotaur-guest")
+            .map_err(|e| RuntimeError::Pool(e.to_string()))?;
         let ticker = Ticker::spawn(engine.clone(), tick)?;
         Ok(Arc::new(EngineShared {
             engine,
             limits,
             deadline_ticks,
+            pool,
             ticker: Some(ticker),
         }))
     }
@@ -102,6 +110,17 @@ fn tick_interval(timeout: Duration) -> Duration {
     (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(10))
 }
 
+/// `Limits::pool_threads`, or four per available core when it is 0: more
+/// threads than cores, so that guests spinning until their deadline leave
+/// threads free for everyone else's calls while the OS shares the cores fairly
+/// (measured in docs/BENCHMARKS.md, "Guest isolation").
+pub(crate) fn pool_threads(limits: &Limits) -> usize {
+    match limits.pool_threads {
+        0 => 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 fn check_limits(limits: &Limits) -> Result<(), RuntimeError> {
     let bad = |m: &str| Err(RuntimeError::Config(m.to_string()));
     if limits.max_memory_bytes < WASM_PAGE {
@@ -118,6 +137,9 @@ fn check_limits(limits: &Limits) -> Result<(), RuntimeError> {
     }
     if limits.max_payload_bytes > i32::MAX as usize {
         return bad("max_payload_bytes must fit a wasm32 length");
+    }
+    if limits.compile_timeout.is_zero() {
+        return bad("compile_timeout must be greater than zero");
     }
     Ok(())
 }
@@ -148,7 +170,10 @@ fn engine_config(limits: &Limits) -> Config {
         // Sessions are replayed and migrated between nodes: float results must
         // not depend on the host CPU.
         .cranelift_nan_canonicalization(true)
-        .relaxed_simd_deterministic(true);
+        // Only what the guest ABI allows; `precheck` refuses the rest by name
+        // before compiling, this is the engine's own guarantee.
+        .wasm_features(WasmFeatures::all().difference(ALLOWED), false)
+        .wasm_features(ALLOWED, true);
     config
 }
 
@@ -187,6 +212,32 @@ mod tests {
             let err = EngineShared::new(limits.clone()).err().expect("refused");
             assert_eq!(err.code(), "runtime_config", "{limits:?}");
         }
+    }
+
+    #[test]
+    fn the_engine_itself_refuses_what_the_abi_does_not_allow() {
+        let shared = EngineShared::new(Limits {
+            max_instances: 4,
+            ..Limits::default()
+        })
+        .unwrap();
+        let refused = [
+            "(module (memory i64 1))",
+            "(module (memory 1) (memory 1))",
+            "(module (memory 1 1 shared))",
+            "(module (func $f (return_call $f)))",
+        ];
+        for wat in refused {
+            let wasm = wat::parse_str(wat).unwrap();
+            assert!(
+                wasmtime::Module::validate(&shared.engine, &wasm).is_err(),
+                "the engine accepts {wat}"
+            );
+        }
+        let allowed =
+            wat::parse_str("(module (memory 1) (func (drop (i32.extend8_s (i32.const 1)))))")
+                .unwrap();
+        wasmtime::Module::validate(&shared.engine, &allowed).expect("wasm 2.0 is allowed");
     }
 
     #[test]

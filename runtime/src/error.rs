@@ -33,6 +33,22 @@ pub enum LoadError {
     /// A string that should have been a module hash is not one.
     #[error("{0}")]
     BadHash(String),
+    /// The module uses a wasm feature the guest ABI does not allow (named as in
+    /// `precheck::REFUSED`, e.g. `memory64`); refused before compiling.
+    #[error("module uses the wasm feature `{feature}`, which guests may not use: {message}")]
+    ForbiddenFeature {
+        feature: &'static str,
+        message: String,
+    },
+    /// The module defines more functions than `Limits::max_functions`.
+    #[error("module defines {count} functions, the limit is {max}")]
+    TooManyFunctions { count: u32, max: u32 },
+    /// A function body is larger than `Limits::max_function_body_bytes`.
+    #[error("function {index} is {size} bytes of code, the limit is {max}")]
+    FunctionTooLarge { index: u32, size: usize, max: usize },
+    /// Compiling took longer than `Limits::compile_timeout`.
+    #[error("module did not compile within {0:?}")]
+    CompileTimeout(std::time::Duration),
 }
 
 impl LoadError {
@@ -48,6 +64,10 @@ impl LoadError {
             LoadError::ForbiddenImport(_) => "forbidden_import",
             LoadError::Instantiate(_) => "instantiate_failed",
             LoadError::BadHash(_) => "bad_module_hash",
+            LoadError::ForbiddenFeature { .. } => "forbidden_feature",
+            LoadError::TooManyFunctions { .. } => "too_many_functions",
+            LoadError::FunctionTooLarge { .. } => "function_too_large",
+            LoadError::CompileTimeout(_) => "compile_timeout",
         }
     }
 }
@@ -94,6 +114,9 @@ impl GuestError {
 pub enum RuntimeError {
     #[error("runtime configuration: {0}")]
     Config(String),
+    /// The guest pool's threads could not be started.
+    #[error("cannot start the guest pool: {0}")]
+    Pool(String),
 }
 
 impl RuntimeError {
@@ -101,6 +124,7 @@ impl RuntimeError {
     pub fn code(&self) -> &'static str {
         match self {
             RuntimeError::Config(_) => "runtime_config",
+            RuntimeError::Pool(_) => "runtime_pool",
         }
     }
 }

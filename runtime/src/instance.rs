@@ -58,6 +58,12 @@ impl GameModule {
         self.inner.compiled.wasm_len
     }
 
+    /// The guest pool of the runtime that loaded this module: where calls
+    /// into its instances belong (never the host's async workers).
+    pub fn pool(&self) -> &crate::GuestPool {
+        &self.inner.compiled.shared.pool
+    }
+
     /// Fresh instance with its own store: a pooled slot, a copy-on-write
     /// memory image, the memory cap enforced by the store's limiter.
     pub fn instantiate(&self) -> Result<GuestInstance, GuestError> {

@@ -6,10 +6,16 @@
 //!   [`Limits`], copy-on-write memory images, epoch interruption driven by a
 //!   ticker thread, and a linker with **no imports at all** (no WASI, clock,
 //!   randomness, filesystem or network). [`Runtime::load`] validates a module
-//!   (size, magic, no imports, required exports and signatures, ABI version),
+//!   (size, magic, allowed wasm features, function count and body size — all
+//!   before Cranelift — no imports, required exports and signatures, ABI
+//!   version, compile time),
 //!   compiles it once per content hash ([`ModuleHash`]) and reads its `GameInfo`.
 //! - [`GameModule`] is a cached, compiled module; [`GameModule::instantiate`]
 //!   gives a [`GuestInstance`] in microseconds (`InstancePre`, pooled slot).
+//! - [`GuestPool`] (one per runtime, reached through [`Runtime::pool`] and
+//!   [`GameModule::pool`]) is where every guest call and compile runs: the
+//!   host moves an instance into a pool job and awaits it, so a guest that
+//!   spins until its deadline never occupies an async worker thread.
 //! - A [`GuestInstance`] is owned by one session actor. Each call (`init`,
 //!   `event`, `snapshot`, `restore`) writes the MessagePack message into a
 //!   region from `minotaur_alloc` (the guest owns and frees it), calls the
@@ -23,6 +29,8 @@ mod error;
 mod hash;
 mod instance;
 mod limits;
+mod pool;
+mod precheck;
 mod runtime;
 mod validate;
 
@@ -30,6 +38,8 @@ pub use error::{GuestError, LoadError, RuntimeError};
 pub use hash::ModuleHash;
 pub use instance::{GameModule, GuestInstance};
 pub use limits::Limits;
+pub use pool::{GuestPool, PoolError, PoolJob};
+pub use precheck::{ALLOWED as ALLOWED_FEATURES, REFUSED as REFUSED_FEATURES};
 pub use runtime::Runtime;
 
 pub use minotaur_abi::{Event, GameInfo, Init, Output, Restore};

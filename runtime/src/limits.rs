@@ -16,6 +16,16 @@ pub struct Limits {
     pub max_instances: u32,
     /// An output or snapshot region larger than this is an error (default 4 MiB).
     pub max_payload_bytes: usize,
+    /// Modules defining more functions are refused before compiling (default 20,000).
+    pub max_functions: u32,
+    /// Modules with a larger function body (bytes of code) are refused before
+    /// compiling (default 256 KiB).
+    pub max_function_body_bytes: usize,
+    /// Longest a module may take to compile; a slower one is refused (default 30 s).
+    pub compile_timeout: Duration,
+    /// Threads of the guest pool that runs every guest call and compile;
+    /// `0` = four per available core (see `docs/ARCHITECTURE.md`).
+    pub pool_threads: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +36,10 @@ impl Default for Limits {
             call_timeout: Duration::from_millis(100),
             max_instances: 20_000,
             max_payload_bytes: 4 << 20,
+            max_functions: 20_000,
+            max_function_body_bytes: 256 << 10,
+            compile_timeout: Duration::from_secs(30),
+            pool_threads: 0,
         }
     }
 }

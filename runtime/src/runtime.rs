@@ -1,6 +1,9 @@
 //! [`Runtime`]: the engine, an import-free linker, and the content-addressed
 //! cache of validated modules. The host creates one per node and loads every
-//! published module through it.
+//! published module through it. A load runs the `precheck` (features,
+//! function limits), Cranelift and the probe instance as one job on the guest
+//! pool, bounded by `Limits::compile_timeout`; the same bytes compile once at a
+//! time, different modules side by side.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +14,10 @@ use wasmtime::{Linker, Module};
 
 use crate::engine::EngineShared;
 use crate::instance::{Compiled, StoreData};
-use crate::{validate, GameModule, GuestError, GuestInstance, Limits, LoadError, ModuleHash};
+use crate::{
+    precheck, validate, GameModule, GuestError, GuestInstance, GuestPool, Limits, LoadError,
+    ModuleHash, PoolError,
+};
 
 /// One wasmtime engine (pooling allocator, epoch interruption), a linker with
 /// NO imports, and a content-addressed cache of compiled modules.
@@ -26,8 +32,9 @@ struct Inner {
     /// Empty on purpose: guests get no clock, randomness, fs or network.
     linker: Linker<StoreData>,
     cache: RwLock<HashMap<ModuleHash, GameModule>>,
-    /// Held while compiling so two loads of the same bytes compile once.
-    compiling: Mutex<()>,
+    /// One lock per module being compiled, so two loads of the same bytes
+    /// compile once while different modules compile side by side.
+    compiling: Mutex<HashMap<ModuleHash, Arc<Mutex<()>>>>,
     compiled: AtomicU64,
 }
 
@@ -41,7 +48,7 @@ impl Runtime {
                 shared,
                 linker,
                 cache: RwLock::new(HashMap::new()),
-                compiling: Mutex::new(()),
+                compiling: Mutex::new(HashMap::new()),
                 compiled: AtomicU64::new(0),
             }),
         })
@@ -52,9 +59,18 @@ impl Runtime {
         &self.inner.shared.limits
     }
 
-    /// Validate (is wasm, size, no imports, required exports with the right
-    /// signatures, ABI version), compile once per content hash (a cache hit
-    /// returns the same `GameModule`), and read its `GameInfo`.
+    /// The pool that runs guest calls and compiles; every module and instance
+    /// of this runtime uses it too ([`GameModule::pool`]).
+    pub fn pool(&self) -> &GuestPool {
+        &self.inner.shared.pool
+    }
+
+    /// Validate (is wasm, size, allowed features, function limits, no imports,
+    /// required exports with the right signatures, ABI version), compile once
+    /// per content hash (a cache hit returns the same `GameModule`), and read
+    /// its `GameInfo`. Everything after the size and hash runs on the guest
+    /// pool within `Limits::compile_timeout`; this blocks the calling thread
+    /// meanwhile, so async callers call it from a blocking thread.
     pub fn load(&self, wasm: &[u8]) -> Result<GameModule, LoadError> {
         let max = self.limits().max_module_bytes;
         if wasm.len() > max {
@@ -73,16 +89,34 @@ impl Runtime {
         if let Some(module) = self.get(&hash) {
             return Ok(module);
         }
-        let _compiling = self
+        let gate = self
             .inner
             .compiling
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        // Another thread may have finished the same bytes while we waited.
-        if let Some(module) = self.get(&hash) {
-            return Ok(module);
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(hash)
+            .or_default()
+            .clone();
+        let compiled = {
+            let _compiling = gate.lock().unwrap_or_else(|e| e.into_inner());
+            // Another thread may have finished the same bytes while we waited.
+            match self.get(&hash) {
+                Some(module) => return Ok(module),
+                None => self.compile_on_pool(wasm, hash),
+            }
+        };
+        {
+            let mut compiling = self
+                .inner
+                .compiling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // The map's clone and ours: nobody else waits for these bytes.
+            if Arc::strong_count(&gate) <= 2 {
+                compiling.remove(&hash);
+            }
         }
-        let module = self.compile(wasm, hash)?;
+        let module = compiled?;
         self.inner
             .cache
             .write()
@@ -116,8 +150,32 @@ impl Runtime {
         cache.keys().copied().collect()
     }
 
+    /// [`Runtime::compile`] as a pool job, given up after the compile timeout
+    /// (the job then runs to its end, bounded by the precheck's limits, and its
+    /// module is dropped: a refused module is never cached).
+    fn compile_on_pool(&self, wasm: &[u8], hash: ModuleHash) -> Result<GameModule, LoadError> {
+        if GuestPool::on_pool_thread() {
+            // Waiting for another pool job here could wait for ourselves.
+            return self.compile(wasm, hash);
+        }
+        let timeout = self.limits().compile_timeout;
+        let (rt, wasm) = (self.clone(), wasm.to_vec());
+        match self
+            .pool()
+            .run_wait(timeout, move || rt.compile(&wasm, hash))
+        {
+            Ok(result) => result,
+            Err(PoolError::TimedOut(limit)) => {
+                tracing::warn!(module = %hash, ?limit, "module compile timed out; refused");
+                Err(LoadError::CompileTimeout(limit))
+            }
+            Err(PoolError::Panicked) => Err(LoadError::Compile("the compiler panicked".into())),
+        }
+    }
+
     fn compile(&self, wasm: &[u8], hash: ModuleHash) -> Result<GameModule, LoadError> {
         let shared = &self.inner.shared;
+        precheck::check(wasm, &shared.limits)?;
         let module = Module::from_binary(&shared.engine, wasm)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         self.inner.compiled.fetch_add(1, Ordering::Relaxed);

@@ -66,10 +66,14 @@ pub async fn publish(
     wasm: Vec<u8>,
     policy: SwapPolicy,
 ) -> Result<PublishReport, PublishError> {
-    let module = runtime.load(&wasm).map_err(|e| PublishError::Load {
-        code: e.code(),
-        message: e.to_string(),
-    })?;
+    // Off the async workers: the compile runs on the guest pool within its time
+    // limit, and this blocking thread waits for it.
+    let module = crate::catalog::compile(runtime, wasm.clone())
+        .await
+        .map_err(|e| PublishError::Load {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
     let info = module.info().clone();
     if info.name != game {
         return Err(PublishError::GameMismatch {

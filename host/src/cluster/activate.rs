@@ -80,6 +80,7 @@ impl ClusterHandle {
         self.gate().activated(session);
         let (handle, task, tokens) =
             actor::resume_stored(doc, stored.journal, game, persist, Some(epoch as u64))
+                .await
                 .map_err(|e| ActivateError::Start(e.to_string()))?;
         if self.registry().get(session).is_some() {
             // Started by a concurrent activation meanwhile: this copy stops unserved.

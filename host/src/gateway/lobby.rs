@@ -140,7 +140,7 @@ async fn create(
             message: "this node is draining and takes no new sessions".into(),
         });
     }
-    let handle = app.registry.create(&req.game, req.config.as_ref())?;
+    let handle = app.registry.create(&req.game, req.config.as_ref()).await?;
     // Durable (in a cluster: in the directory) before the id is handed out.
     handle.persisted().await?;
     if let Some(cluster) = &app.cluster {

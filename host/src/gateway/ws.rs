@@ -316,7 +316,7 @@ impl Connection {
                 }
                 // Answered once the session is durable, so that a join through any node of
                 // a cluster finds it.
-                let created = match self.app.registry.create(&game, config.as_ref()) {
+                let created = match self.app.registry.create(&game, config.as_ref()).await {
                     Ok(h) => h.persisted().await.map(|()| h),
                     Err(e) => Err(e),
                 };

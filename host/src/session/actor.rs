@@ -3,8 +3,10 @@
 //! batches. Spawned by the registry; driven through [`SessionHandle`].
 //!
 //! A batch is one awaited command (or tick) plus what else is already queued
-//! (at most [`MAX_BATCH`]); after it, [`Actor::after_batch`] takes the guest
-//! snapshot (the rollback point). A batch that holds a reply waiting on
+//! (at most [`MAX_BATCH`]), applied — with the guest snapshot that ends it
+//! (the rollback point) — as one job on the runtime's guest pool
+//! ([`guest`]): the loop below, its waits and the persistence that follows run
+//! on the async side, every guest call runs on the pool. A batch that holds a reply waiting on
 //! durability (a join, a leave, a swap, a hand-off) or that stops the session
 //! is persisted at once: the snapshot is reconciled with meta and seats into
 //! the session's `SessionDoc`, the store writer makes the change durable, and
@@ -17,27 +19,32 @@
 //! batch that is due, or by a timer when no batch comes), so nothing
 //! acknowledged can be lost and a busy session pays for Automerge a few times
 //! a second, not per batch. Persistence and rules hot-swap live in
-//! [`durable`].
+//! [`durable`], effects in [`effects`], the clock in [`ticker`].
 //!
 //! The clock ([`ticker`]) runs only while a seat is taken; a session that stays
 //! empty, or whose seated players all stay disconnected, past `Persist::reaping`
 //! ([`vacancy`]) is ended and removed from the store like a finished game.
 
 mod durable;
+mod effects;
+mod guest;
 mod ownership;
 mod ticker;
 mod vacancy;
 
 use std::collections::BTreeMap;
 
-use minotaur_abi::{Effect, Event, Init, Output, Restore};
-use minotaur_runtime::{GuestError, GuestInstance};
+use minotaur_abi::{Event, Init};
+use minotaur_runtime::GuestInstance;
 use minotaur_state::SessionDoc;
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinHandle,
     time::Instant,
 };
+
+use ticker::Ticker;
+use vacancy::{Occupancy, Vacancy};
 
 use super::{
     handle::{Command, SeatHold, SessionHandle},
@@ -47,11 +54,9 @@ use super::{
 
 use crate::{
     catalog::Game,
-    protocol::{msgpack_to_value, ErrorCode, GameValue, ServerMsg},
+    protocol::{ErrorCode, GameValue, ServerMsg},
 };
 pub use durable::resume_stored;
-use ticker::Ticker;
-use vacancy::{Occupancy, Vacancy};
 
 /// Most commands applied before the batch is committed and acknowledged.
 pub const MAX_BATCH: usize = 64;
@@ -60,30 +65,22 @@ pub const MAILBOX: usize = 1024;
 /// Guest failures in a row after which the session ends instead of rolling back.
 pub const MAX_FAILURES_IN_ROW: u32 = 3;
 
-/// Start a session of `game`: instantiate, `init`, take the first snapshot,
-/// spawn the actor. Fails without spawning if the guest cannot start.
-pub fn spawn(
+/// Start a session of `game`: instantiate, `init`, take the first snapshot
+/// (on the guest pool), spawn the actor. Fails without spawning if the guest
+/// cannot start.
+pub async fn spawn(
     id: String,
     game: Game,
     config: Vec<u8>,
     persist: Persist,
 ) -> Result<(SessionHandle, JoinHandle<()>), SessionError> {
-    let mut instance = game.module.instantiate().map_err(|e| match e {
-        GuestError::Instantiate(_) => SessionError::Overloaded,
-        e => SessionError::Failed(e.code().to_owned()),
-    })?;
     let seed = rand::random();
     let init = Init {
         session: id.clone(),
         seed,
         config,
     };
-    let fail = |e: GuestError| SessionError::Failed(e.code().to_owned());
-    let out = instance.init(&init).map_err(fail)?;
-    if let Some(reason) = out.reject {
-        return Err(SessionError::Rejected(reason));
-    }
-    let last_good = instance.snapshot().map_err(fail)?;
+    let (instance, out, last_good) = guest::start_guest(&game.module, init).await?;
     let info = game.module.info().clone();
     let (status_tx, status_rx) = watch::channel(SessionStatus {
         players: 0,
@@ -270,12 +267,18 @@ impl Actor {
             if !self.admitted().await {
                 break;
             }
-            stop |= self.apply(first);
-            let mut n = 1;
-            while n < MAX_BATCH && !stop && !self.ended {
-                let Ok(cmd) = rx.try_recv() else { break };
-                stop |= self.apply(Work::Cmd(cmd));
-                n += 1;
+            let id = self.id.clone();
+            match guest::batch_on_pool(self, first, rx).await {
+                Ok(batch) => {
+                    self = batch.actor;
+                    rx = batch.rx;
+                    stop |= batch.stop;
+                }
+                Err(e) => {
+                    // A host bug, not a guest failure (those are errors, not panics).
+                    tracing::error!(session = %id, error = %e, "session batch panicked; session lost");
+                    return;
+                }
             }
             // A stopping session persists whatever progress is pending.
             self.after_batch(stop).await;
@@ -501,205 +504,8 @@ impl Actor {
         self.end();
     }
 
-    /// Call the guest with `event` and deliver its effects. On failure: roll
-    /// back, tell `offender` (everyone if `None`), and return `None`.
-    fn guest_event(
-        &mut self,
-        event: Event,
-        offender: Option<PlayerId>,
-        seq: Option<u64>,
-    ) -> Option<Output> {
-        match self.guest_call(&event) {
-            Ok(mut out) => {
-                let effects = std::mem::take(&mut out.effects);
-                self.deliver(effects);
-                Some(out)
-            }
-            Err(e) => {
-                self.recover(e.code(), e.to_string(), offender, seq);
-                None
-            }
-        }
-    }
-
-    /// The only place events enter the guest; keeps the replay log.
-    fn guest_call(&mut self, event: &Event) -> Result<Output, GuestError> {
-        let started = std::time::Instant::now();
-        let out = self.instance.event(event);
-        crate::metrics::guest_event(&self.game.name, started.elapsed());
-        let out = out?;
-        self.failures_in_row = 0;
-        if out.reject.is_none() {
-            self.replay.push(event.clone());
-            self.dirty = true;
-        }
-        Ok(out)
-    }
-
-    /// After a guest failure: the instance is poisoned. Rebuild it from the
-    /// last good snapshot plus the replay log, or end the session.
-    fn recover(
-        &mut self,
-        code: &'static str,
-        error: String,
-        offender: Option<PlayerId>,
-        seq: Option<u64>,
-    ) {
-        self.failures_in_row += 1;
-        crate::metrics::trap(code);
-        tracing::warn!(
-            session = %self.id, code, %error,
-            in_a_row = self.failures_in_row, "guest failed"
-        );
-        let outcome = if self.failures_in_row >= MAX_FAILURES_IN_ROW {
-            Err(format!("{MAX_FAILURES_IN_ROW} failures in a row"))
-        } else {
-            self.rebuild()
-        };
-        match outcome {
-            Ok(()) => {
-                let msg = ServerMsg::error(
-                    ErrorCode::SessionFailed,
-                    format!("the game module failed ({code}); the session rolled back"),
-                    seq,
-                );
-                match offender {
-                    Some(p) => self.send_to(p, msg),
-                    None => self.broadcast(msg),
-                }
-            }
-            Err(why) => self.fail_session(code, &why, offender, seq),
-        }
-    }
-
-    fn rebuild(&mut self) -> Result<(), String> {
-        let mut fresh = self
-            .game
-            .module
-            .instantiate()
-            .map_err(|e| format!("re-instantiate: {e}"))?;
-        let out = fresh
-            .restore(&Restore {
-                state: self.last_good.clone(),
-                from_version: self.rules_version,
-            })
-            .map_err(|e| format!("restore: {e}"))?;
-        if let Some(reason) = out.reject {
-            return Err(format!("restore rejected: {reason}"));
-        }
-        for event in &self.replay {
-            // Effects of replayed events were delivered the first time.
-            fresh.event(event).map_err(|e| format!("replay: {e}"))?;
-        }
-        self.instance = fresh;
-        Ok(())
-    }
-
-    fn fail_session(
-        &mut self,
-        code: &str,
-        why: &str,
-        offender: Option<PlayerId>,
-        seq: Option<u64>,
-    ) {
-        tracing::error!(session = %self.id, code, why, "session failed; ending it");
-        let message = format!("the game module failed ({code}) and the session ended: {why}");
-        for (&player, seat) in &self.seats {
-            if let Some(conn) = &seat.conn {
-                let seq = if Some(player) == offender { seq } else { None };
-                conn.send(ServerMsg::error(
-                    ErrorCode::SessionFailed,
-                    message.clone(),
-                    seq,
-                ));
-            }
-        }
-        // Nothing of the failed batch is acknowledged.
-        self.pending.retain(|d| !matches!(d, Deferred::Ack { .. }));
-        self.dirty = false;
-        self.end();
-    }
-
-    fn end(&mut self) {
-        self.ended = true;
-        self.publish_status();
-    }
-
-    /// Carry out the guest's effects, in order.
-    fn deliver(&mut self, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Send { to, msg } => {
-                    if let Some(data) = self.transcode(&msg) {
-                        self.send_to(to, ServerMsg::Message { data });
-                    }
-                }
-                Effect::Broadcast { msg } => {
-                    if let Some(data) = self.transcode(&msg) {
-                        self.broadcast(ServerMsg::Message { data });
-                    }
-                }
-                Effect::View { to, data } => {
-                    let Some(data) = self.transcode(&data) else {
-                        continue;
-                    };
-                    if let Some(seat) = self.seats.get_mut(&to) {
-                        seat.last_view = Some(data.clone());
-                        if let Some(conn) = &seat.conn {
-                            conn.send(ServerMsg::View { data });
-                        }
-                    }
-                }
-                Effect::End { winners, detail } => {
-                    let detail = self.transcode(&detail).unwrap_or(GameValue::Nil);
-                    tracing::info!(session = %self.id, ?winners, "game over");
-                    self.broadcast(ServerMsg::Ended { winners, detail });
-                    self.end();
-                }
-                Effect::SetTickRate { hz } => self.ticker.set_rate(hz),
-                Effect::Log { level, msg } => match level {
-                    0 => tracing::error!(session = %self.id, "guest: {msg}"),
-                    1 => tracing::warn!(session = %self.id, "guest: {msg}"),
-                    2 => tracing::info!(session = %self.id, "guest: {msg}"),
-                    _ => tracing::debug!(session = %self.id, "guest: {msg}"),
-                },
-            }
-        }
-    }
-
-    fn transcode(&self, bytes: &[u8]) -> Option<GameValue> {
-        msgpack_to_value(bytes)
-            .inspect_err(|e| {
-                tracing::warn!(session = %self.id, error = %e, "guest sent invalid MessagePack; dropped")
-            })
-            .ok()
-    }
-
-    fn send_to(&self, player: PlayerId, msg: ServerMsg) {
-        if let Some(conn) = self.seats.get(&player).and_then(|s| s.conn.as_ref()) {
-            conn.send(msg);
-        }
-    }
-
-    fn broadcast(&self, msg: ServerMsg) {
-        for conn in self.seats.values().filter_map(|s| s.conn.as_ref()) {
-            conn.send(msg.clone());
-        }
-    }
-
-    fn publish_status(&self) {
-        self.status.send_replace(SessionStatus {
-            players: self.seats.len() as u32,
-            max_players: self.max_players,
-            ended: self.ended,
-            rules_version: self.rules_version,
-            tick: self.ticker.n,
-            epoch: self.epoch,
-        });
-    }
-
-    /// The step after every batch: take the guest snapshot as the new last
-    /// good state; then, if the batch holds a reply waiting on durability, if
+    /// The step after every batch (whose job took the guest snapshot, the new
+    /// last good state): if the batch holds a reply waiting on durability, if
     /// `stop`, or if deferred progress is due, commit it with meta and seats to
     /// the session document and wait until the store has it, and only then
     /// release acks and join/leave replies — so nothing acknowledged can be
@@ -707,25 +513,6 @@ impl Actor {
     /// events since the last write to the store's journal (acks; tick-only progress every
     /// `persist_interval`) or the document (every `doc_interval`).
     async fn after_batch(&mut self, stop: bool) {
-        if self.dirty && !self.ended {
-            match self.instance.snapshot() {
-                Ok(state) if state.len() > self.persist.max_snapshot_bytes => {
-                    self.snapshot_too_large(state.len());
-                }
-                Ok(state) => {
-                    self.last_good = state;
-                    self.unjournaled.append(&mut self.replay);
-                    self.state_dirty = true;
-                }
-                Err(e) => {
-                    // The snapshot call itself failed: roll back to the previous
-                    // good state plus this batch's events and keep acks pending
-                    // for the next good snapshot.
-                    self.recover(e.code(), e.to_string(), None, None);
-                }
-            }
-        }
-        self.dirty = false;
         // Replies that only need the state durable (acks) can go out after a journal
         // write; joins, leaves, swaps and hand-offs change more than the state and wait
         // for the document.

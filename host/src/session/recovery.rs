@@ -33,7 +33,7 @@ pub async fn restore_all(registry: &Registry, runtime: &Runtime) -> Result<Recov
         .await
         .expect("session loading panicked")?;
     for (id, doc, journal, game) in loaded {
-        match actor::resume_stored(doc, journal, game, registry.persist().clone(), None) {
+        match actor::resume_stored(doc, journal, game, registry.persist().clone(), None).await {
             Ok((handle, task, tokens)) => {
                 registry.insert(handle, task, &tokens);
                 report.restored.push(id);

@@ -45,10 +45,12 @@ struct Inner {
     max_sessions: usize,
     // Short critical sections only (map lookups); never held across an await.
     state: Mutex<State>,
-    // Held while quick-match picks (or starts) a session and reserves a
-    // seat in it: synchronous and short, so two players arriving together
-    // share a session, yet no quick-match waits on another's join.
-    quick_match: Mutex<()>,
+    // One lock per game, held while a quick-match picks (or starts) a session
+    // of it and reserves a seat: two players arriving together share a
+    // session, yet no quick-match waits on another's join. An async lock: a
+    // start awaits the guest's `init` on the guest pool, and meanwhile no
+    // thread is blocked (quick-matches of other games do not wait at all).
+    quick_match: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     // Number of live sessions, watched by `shutdown`.
     live: watch::Sender<usize>,
     // `true` once `shutdown` saw every session stop (and persist).
@@ -66,6 +68,15 @@ struct State {
     reserved: HashMap<String, u32>,
     next_order: u64,
     closed: bool,
+}
+
+/// A slot counted against `max_sessions` while a session starts.
+struct Starting(Registry);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.state().starting -= 1;
+    }
 }
 
 /// A seat promised to a quick-match until the session counts it as taken (the
@@ -101,7 +112,7 @@ impl Registry {
                 persist,
                 max_sessions,
                 state: Mutex::new(State::default()),
-                quick_match: Mutex::new(()),
+                quick_match: Mutex::new(HashMap::new()),
                 live: watch::channel(0).0,
                 drained: watch::channel(false).0,
             }),
@@ -121,8 +132,9 @@ impl Registry {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Start a new session of `game` with an optional game config.
-    pub fn create(
+    /// Start a new session of `game` with an optional game config. The guest
+    /// starts on the guest pool; no lock is held meanwhile.
+    pub async fn create(
         &self,
         game: &str,
         config: Option<&GameValue>,
@@ -132,19 +144,21 @@ impl Registry {
             .catalog
             .get(game)
             .ok_or_else(|| SessionError::UnknownGame(game.to_owned()))?;
-        {
+        let starting = {
             let mut st = self.state();
             if st.closed || st.sessions.len() + st.starting >= self.inner.max_sessions {
                 return Err(SessionError::Overloaded);
             }
             st.starting += 1;
-        }
+            // Gives the slot back however this ends, a dropped future included.
+            Starting(self.clone())
+        };
         let id = new_session_id();
         let config = config.map(value_to_msgpack).unwrap_or_default();
-        let spawned = actor::spawn(id.clone(), entry, config, self.inner.persist.clone());
-        self.state().starting -= 1;
-        let (handle, task) = spawned?;
+        let (handle, task) =
+            actor::spawn(id.clone(), entry, config, self.inner.persist.clone()).await?;
         self.insert(handle.clone(), task, &[]);
+        drop(starting);
         Ok(handle)
     }
 
@@ -296,7 +310,7 @@ impl Registry {
         const ATTEMPTS: usize = 8;
         let mut last = SessionError::Full;
         for _ in 0..ATTEMPTS {
-            let reservation = self.reserve_seat(game)?;
+            let reservation = self.reserve_seat(game).await?;
             let id = reservation.id.clone();
             // The session releases the reservation when it takes the seat, not
             // when the join returns (after its durable write): until then the
@@ -321,12 +335,16 @@ impl Registry {
 
     /// Reserve a seat for a quick-match of `game`: in the oldest session with
     /// a seat neither taken nor reserved, or in a session started for it.
-    fn reserve_seat(&self, game: &str) -> Result<Reservation, SessionError> {
-        let _pick = self
+    async fn reserve_seat(&self, game: &str) -> Result<Reservation, SessionError> {
+        let pick = self
             .inner
             .quick_match
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(game.to_owned())
+            .or_default()
+            .clone();
+        let _pick = pick.lock().await;
         let picked = {
             let mut st = self.state();
             let mut entries: Vec<&Entry> = st
@@ -348,8 +366,9 @@ impl Registry {
         let id = match picked {
             Some(id) => id,
             None => {
-                // Starting an actor is synchronous: no await under the pick lock.
-                let id = self.create(game, None)?.id().to_owned();
+                // Under this game's pick lock: the players arriving meanwhile
+                // wait for this session instead of starting one each.
+                let id = self.create(game, None).await?.id().to_owned();
                 *self.state().reserved.entry(id.clone()).or_default() += 1;
                 id
             }

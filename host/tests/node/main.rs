@@ -10,6 +10,7 @@ mod arena;
 mod bad_input;
 mod chaos;
 mod hotswap;
+mod isolation;
 mod limits;
 mod lobby;
 mod metrics;

@@ -2,7 +2,8 @@
 //! `SessionDoc` and the store writer, rebuilding an actor from a stored
 //! document after a restart, and swapping a live session to new rules at an
 //! event boundary. Called by the actor loop (`after_batch`, `Migrate`) and by
-//! `session::recovery` at startup.
+//! `session::recovery` and cluster activation; the guest work of a resume and of
+//! a swap runs on the guest pool (`guest.rs`).
 
 use std::collections::BTreeMap;
 
@@ -61,12 +62,13 @@ pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> S
 /// A session rebuilt from its stored document: the game module the document
 /// names, a fresh instance restored from the stored state (or the journal's
 /// legacy snapshot, newer when there is one), the journal's events replayed on
-/// it in order, and every seat back (disconnected). Returns the handle, the
+/// it in order (the guest work on the guest pool), and every seat back
+/// (disconnected). Returns the handle, the
 /// actor task and the seats' token hashes for the registry's index.
 ///
 /// `epoch`: the ownership epoch this node now holds it at (in a cluster, the directory's
 /// after the claim or hand-off; alone, `None` keeps the document's).
-pub fn resume_stored(
+pub async fn resume_stored(
     doc: SessionDoc,
     journal: Journal,
     game: Game,
@@ -87,33 +89,9 @@ pub fn resume_stored(
         Some((_, state)) => state,
         None => doc.state().map_err(corrupt)?,
     };
-    let fail = |e: minotaur_runtime::GuestError| SessionError::Failed(e.code().to_owned());
-    let mut instance = game.module.instantiate().map_err(fail)?;
-    let out = instance
-        .restore(&Restore {
-            state: base.clone(),
-            from_version: meta.rules_version,
-        })
-        .map_err(fail)?;
-    if let Some(reason) = out.reject {
-        return Err(SessionError::Rejected(reason));
-    }
-    let mut effects = out.effects;
-    // The journal's events, as acknowledged: the guest is deterministic, so they rebuild
-    // the acknowledged state. Their effects were delivered the first time; only the last
-    // views matter now (for players who resume).
-    for event in journal.records.iter().flat_map(|r| r.events.iter()) {
-        let out = instance.event(event).map_err(|e| {
-            SessionError::Internal(format!("replaying the journal: {}: {e}", e.code()))
-        })?;
-        effects.extend(out.effects);
-    }
-    // The last good state: the base, or after the replay the guest's own snapshot.
-    let state = if journal.records.is_empty() {
-        base
-    } else {
-        instance.snapshot().map_err(fail)?
-    };
+    let events: Vec<_> = journal.records.into_iter().flat_map(|r| r.events).collect();
+    let (instance, effects, state) =
+        super::guest::restore_guest(&game.module, base, meta.rules_version, events).await?;
     let mut seats = BTreeMap::new();
     let mut tokens = Vec::new();
     for r in records {
@@ -391,6 +369,7 @@ impl Actor {
     /// the old instance, restore into a new one with `from_version` = the old
     /// rules version; only if that works does the new instance replace the old
     /// one. The reply waits for the commit; a failure keeps the old rules.
+    /// Runs inside the batch's guest-pool job, like every guest call.
     pub(super) fn migrate(&mut self, game: Game, reply: oneshot::Sender<Result<u32, SwapFailure>>) {
         let failure = |code: &str, message: String| SwapFailure {
             session: self.id.clone(),
