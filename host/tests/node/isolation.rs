@@ -23,7 +23,7 @@ async fn chaos_player(node: &TestNode) -> Client {
 
 /// The node's `/metrics` sample `name` (no labels).
 async fn metric(node: &TestNode, name: &str) -> f64 {
-    let text = reqwest::get(node.http("/metrics"))
+    let text = reqwest::get(node.admin_http("/metrics"))
         .await
         .unwrap()
         .text()
