@@ -23,17 +23,21 @@ cleanup() {
 trap cleanup EXIT
 mkdir "$W/games"
 cp "$ROOT/games/dist/tictactoe.wasm" "$ROOT/games/dist/test/chaos.wasm" "$W/games/"
-RUST_LOG=error "$TARGET/release/minotaur" serve --listen 127.0.0.1:0 \
+# Every bot is 127.0.0.1: per-address limits off, as in bench-load.sh.
+RUST_LOG=error "$TARGET/release/minotaur" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  --max-conns-per-ip 0 --sessions-per-ip-per-min 0 \
   --games-dir "$W/games" --data-dir "$W/data" "$@" > "$W/out" 2>&1 &
 echo $! > "$W/pid"
 pattern='listening on http://'
 for _ in $(seq 600); do grep -q "$pattern" "$W/out" 2>/dev/null && break; sleep 0.1; done
-ADDR=$(grep -o "$pattern[0-9.:]*" "$W/out" | head -1 | sed 's|.*//||')
+ADDR=$(grep -o "minotaur $pattern[0-9.:]*" "$W/out" | head -1 | sed 's|.*//||')
+for _ in $(seq 50); do grep -q "admin $pattern" "$W/out" && break; sleep 0.1; done
+ADMIN_ADDR=$(grep -o "admin $pattern[0-9.:]*" "$W/out" | head -1 | sed 's|.*//||')
 [ -n "$ADDR" ] || { echo "server did not start:"; cat "$W/out"; exit 1; }
 for _ in $(seq 100); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADDR/readyz")" = 200 ] && break; sleep 0.1
 done
-THREADS=$(curl -s "http://$ADDR/metrics" | awk '$1 == "minotaur_guest_pool_threads" {print $2}')
+THREADS=$(curl -s "http://$ADMIN_ADDR/metrics" | awk '$1 == "minotaur_guest_pool_threads" {print $2}')
 echo "== isolation bench against $ADDR: $PLAYERS tictactoe bots at $RATE/s, $DURATION per run," \
   "$SPINNERS spinners when loaded, $ROUNDS rounds; guest pool threads: ${THREADS:-?};" \
   "node flags: $*; cores: $(nproc); load avg $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -55,5 +59,5 @@ print(f"round {sys.argv[3]} ratio : p99 loaded / idle = {ms(loaded,'p99') / ms(i
       f"  (p50 {ms(loaded,'p50') / ms(idle,'p50'):.2f}x)   {sys.argv[4].strip()}")
 PY
 done
-curl -s "http://$ADDR/metrics" | grep -E '^minotaur_guest_traps_total|^minotaur_guest_pool' || true
+curl -s "http://$ADMIN_ADDR/metrics" | grep -E '^minotaur_guest_traps_total|^minotaur_guest_pool' || true
 echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
