@@ -139,7 +139,7 @@ def cluster_view(admin_port):
 
 def psql_directory(container):
     """The session directory in PostgreSQL: {session id: owner node id}, live sessions."""
-    out = sh("docker", "exec", container, "psql", "-U", "minotaur", "-d", "minotaur", "-tA",
+    out = sh("docker", "exec", container, "psql", "-h", "/tmp", "-U", "minotaur", "-d", "minotaur", "-tA",
              "-F", " ", "-c", "SELECT id, owner FROM minotaur_sessions WHERE NOT ended")
     return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
 
