@@ -67,6 +67,10 @@ impl Db {
                 .collect());
         }
         let mut applied: HashSet<String> = HashSet::new();
+        // Sessions whose chunks go (a full save or an end) and whose journal goes (any
+        // document write): deleted once each at the end, not per kind (round trips).
+        let mut reset_chunks: Vec<String> = Vec::new();
+        let mut doc_written: Vec<String> = Vec::new();
         let mut tx = self.pool().begin().await?;
         if !full.ids.is_empty() {
             let ok: Vec<String> = sqlx::query_scalar(
@@ -81,11 +85,8 @@ impl Db {
             .bind(me)
             .fetch_all(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM minotaur_session_chunks WHERE session = ANY($1)")
-                .bind(&ok)
-                .execute(&mut *tx)
-                .await?;
-            drop_journals(&mut tx, &ok).await?;
+            reset_chunks.extend(ok.iter().cloned());
+            doc_written.extend(ok.iter().cloned());
             applied.extend(ok);
         }
         if !append.ids.is_empty() {
@@ -119,7 +120,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             }
-            drop_journals(&mut tx, &ok).await?;
+            doc_written.extend(ok.iter().cloned());
             applied.extend(ok);
         }
         if !journal.ids.is_empty() {
@@ -138,12 +139,21 @@ impl Db {
             .bind(me)
             .fetch_all(&mut *tx)
             .await?;
+            reset_chunks.extend(ok.iter().cloned());
+            doc_written.extend(ok.iter().cloned());
+            applied.extend(ok);
+        }
+        if !reset_chunks.is_empty() {
             sqlx::query("DELETE FROM minotaur_session_chunks WHERE session = ANY($1)")
-                .bind(&ok)
+                .bind(&reset_chunks)
                 .execute(&mut *tx)
                 .await?;
-            drop_journals(&mut tx, &ok).await?;
-            applied.extend(ok);
+        }
+        if !doc_written.is_empty() {
+            sqlx::query("DELETE FROM minotaur_session_journal WHERE session = ANY($1)")
+                .bind(&doc_written)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(writes
@@ -180,20 +190,6 @@ async fn append_journal<'e>(
     .bind(me)
     .fetch_all(db)
     .await?)
-}
-
-/// Deletes the journal records of `sessions`, whose document this transaction writes.
-async fn drop_journals(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    sessions: &[String],
-) -> Result<(), DbError> {
-    if !sessions.is_empty() {
-        sqlx::query("DELETE FROM minotaur_session_journal WHERE session = ANY($1)")
-            .bind(sessions)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
 }
 
 /// One kind's writes as the parallel arrays `unnest` takes.
