@@ -34,6 +34,8 @@ impl Db {
         writes: &[FencedWrite],
     ) -> Result<Vec<bool>, DbError> {
         let mut full = Columns::default();
+        let mut create = Columns::default();
+        let mut create_games: Vec<String> = Vec::new();
         let mut append = Columns::default();
         let mut journal = Columns::default();
         let mut delete = Columns::default();
@@ -41,6 +43,14 @@ impl Db {
             let epoch = w.epoch as i64;
             match &w.write {
                 SessionWrite::Full { session, bytes } => full.push(session, epoch, bytes.clone()),
+                SessionWrite::Create {
+                    session,
+                    game,
+                    bytes,
+                } => {
+                    create.push(session, epoch, bytes.clone());
+                    create_games.push(game.clone());
+                }
                 SessionWrite::Append { session, chunk } => {
                     append.push(session, epoch, chunk.clone())
                 }
@@ -50,7 +60,11 @@ impl Db {
                 SessionWrite::Delete { session } => delete.push(session, epoch, Vec::new()),
             }
         }
-        if full.ids.is_empty() && append.ids.is_empty() && delete.ids.is_empty() {
+        if full.ids.is_empty()
+            && create.ids.is_empty()
+            && append.ids.is_empty()
+            && delete.ids.is_empty()
+        {
             // Only journal appends (the common group under load: acks): one statement is
             // atomic on its own, so it runs without BEGIN/COMMIT — one round trip.
             let applied: HashSet<String> = if journal.ids.is_empty() {
@@ -72,6 +86,31 @@ impl Db {
         let mut reset_chunks: Vec<String> = Vec::new();
         let mut doc_written: Vec<String> = Vec::new();
         let mut tx = self.pool().begin().await?;
+        if !create.ids.is_empty() {
+            // A new session enters the directory with its first save, in the group's
+            // commit (not a commit of its own). Resent after an ambiguous failure, it
+            // applies again only over its own row (same owner and epoch, not ended).
+            let ok: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO minotaur_sessions AS s (id, game, owner, epoch, doc)
+                 SELECT w.id, w.game, $5, w.epoch, w.bytes
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::bytea[])
+                      AS w(id, game, epoch, bytes)
+                 ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, journal = NULL,
+                                                updated_at = now()
+                 WHERE s.owner = EXCLUDED.owner AND s.epoch = EXCLUDED.epoch AND NOT s.ended
+                 RETURNING s.id",
+            )
+            .bind(&create.ids)
+            .bind(&create_games)
+            .bind(&create.epochs)
+            .bind(&create.bytes)
+            .bind(me)
+            .fetch_all(&mut *tx)
+            .await?;
+            reset_chunks.extend(ok.iter().cloned());
+            doc_written.extend(ok.iter().cloned());
+            applied.extend(ok);
+        }
         if !full.ids.is_empty() {
             let ok: Vec<String> = sqlx::query_scalar(
                 "UPDATE minotaur_sessions s SET doc = w.bytes, journal = NULL, updated_at = now()

@@ -312,3 +312,51 @@ async fn orphans_are_sessions_of_expired_or_stopped_nodes() {
         ["sa"]
     );
 }
+
+/// A new session's first save enters it into the directory in the writer's group: resent
+/// after an ambiguous failure it applies again over its own row, but never over another
+/// owner's row or an ended one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_enters_the_directory_in_the_group_and_is_fenced_elsewhere() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "create").await;
+    let create = |session: &str, bytes: &[u8]| FencedWrite {
+        epoch: 1,
+        write: SessionWrite::Create {
+            session: session.into(),
+            game: "tictactoe".into(),
+            bytes: bytes.to_vec(),
+        },
+    };
+    let applied = db
+        .write_sessions("a", &[create("n1", b"first"), journal("other", 1, 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied,
+        [true, false],
+        "the journal of an unknown session is fenced"
+    );
+    let s = db.load_session("n1").await.unwrap().expect("entered");
+    assert_eq!((s.owner.as_str(), s.epoch), ("a", 1));
+    assert_eq!(s.doc.as_deref(), Some(&b"first"[..]));
+    // The same write again (its first commit's answer was lost): applies over its own row.
+    assert_eq!(
+        db.write_sessions("a", &[create("n1", b"again")])
+            .await
+            .unwrap(),
+        [true]
+    );
+    // Another node with the same id: fenced, the row stays a's.
+    assert_eq!(
+        db.write_sessions("b", &[create("n1", b"b's")])
+            .await
+            .unwrap(),
+        [false]
+    );
+    let s = db.load_session("n1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.owner.as_str(), s.doc.as_deref()),
+        ("a", Some(&b"again"[..]))
+    );
+}

@@ -54,6 +54,13 @@ pub struct GameRecord {
 pub enum SessionWrite {
     /// Replace the base with a full save and drop the chunks.
     Full { session: String, bytes: Vec<u8> },
+    /// A new session's first write: enter it (in a cluster: into the directory, owned by
+    /// the writer at the write's epoch) with this full save. Alone, the same as `Full`.
+    Create {
+        session: String,
+        game: String,
+        bytes: Vec<u8>,
+    },
     /// Append an incremental save.
     Append { session: String, chunk: Vec<u8> },
     /// Forget the session.
@@ -72,6 +79,7 @@ impl SessionWrite {
     pub fn session(&self) -> &str {
         match self {
             SessionWrite::Full { session, .. }
+            | SessionWrite::Create { session, .. }
             | SessionWrite::Append { session, .. }
             | SessionWrite::Delete { session }
             | SessionWrite::Journal { session, .. } => session,
@@ -234,7 +242,8 @@ impl Store {
                     events.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;
                 }
                 match w {
-                    SessionWrite::Full { session, bytes } => {
+                    SessionWrite::Full { session, bytes }
+                    | SessionWrite::Create { session, bytes, .. } => {
                         bases.insert(session.as_str(), bytes.as_slice())?;
                         let s = session.as_str();
                         chunks.retain_in((s, 0)..=(s, u64::MAX), |_, _| false)?;

@@ -210,8 +210,9 @@ struct Actor {
     /// Another node owns the session now (handed over or fenced): stopping here must not
     /// delete it from the store.
     owned_elsewhere: bool,
-    /// The session is in the cluster's directory (always, alone): a new session enters
-    /// it before its first write.
+    /// The store holds the session (in a cluster: the directory names it): a new
+    /// session's first write is a `SessionWrite::Create`, which enters it in the same
+    /// group commit.
     registered: bool,
     pending: Vec<Deferred>,
     status: watch::Sender<SessionStatus>,

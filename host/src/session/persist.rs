@@ -113,27 +113,6 @@ impl StoreWriter {
         *self.unavailable.borrow()
     }
 
-    /// Enters a brand-new session in the cluster's directory, owned by this node at epoch
-    /// 1, before its first write (alone: nothing to do). [`PersistError::Fenced`] if the id
-    /// is already taken.
-    pub async fn create_session(&self, id: &str, game: &str) -> Result<(), PersistError> {
-        let Backend::Cluster { db, node } = &self.backend else {
-            return Ok(());
-        };
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match db.create_session(id, game, node).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => return Err(PersistError::Fenced),
-                Err(e) if e.is_unavailable() => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => return Err(PersistError::Store(e.to_string())),
-            }
-        }
-    }
-
     /// Queue `write` of a session held at `epoch` and wait until it is durable.
     pub async fn write(&self, write: SessionWrite, epoch: u64) -> Result<(), PersistError> {
         let (done, rx) = oneshot::channel();

@@ -259,13 +259,6 @@ impl Actor {
             return Ok(());
         }
         self.last_persist = tokio::time::Instant::now();
-        if !self.registered {
-            self.persist
-                .writer
-                .create_session(&self.id, &self.game.name)
-                .await?;
-            self.registered = true;
-        }
         let meta = self.meta();
         self.doc.set_meta(&meta);
         if self.seats_dirty {
@@ -299,7 +292,15 @@ impl Actor {
             }
         }
         let session = self.id.clone();
-        let write = if !self.saved_base || self.doc.needs_full_save() {
+        let write = if !self.registered {
+            // The first write of a new session enters it (into the cluster's directory)
+            // in the same group commit.
+            SessionWrite::Create {
+                session,
+                game: self.game.name.clone(),
+                bytes: self.doc.save(),
+            }
+        } else if !self.saved_base || self.doc.needs_full_save() {
             SessionWrite::Full {
                 session,
                 bytes: self.doc.save(),
@@ -316,6 +317,7 @@ impl Actor {
         match &result {
             Ok(()) => {
                 self.saved_base = true;
+                self.registered = true;
                 // The store dropped the session's journal with this write.
                 self.journaled = false;
                 // Listings show the durable tick.
