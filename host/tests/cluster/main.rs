@@ -8,6 +8,7 @@ mod common;
 
 mod bots;
 mod harness;
+mod logs;
 
 mod database;
 mod drain;
