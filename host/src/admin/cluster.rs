@@ -6,11 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::{extract::State, Json};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::http::AdminState;
 use crate::cluster::{ClusterHandle, NodeState};
 
 /// What the view is made of: the node's id, its cluster side, and the shutdown signal.
@@ -46,9 +44,10 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
 }
 
-pub async fn cluster(State(admin): State<AdminState>) -> Json<ClusterView> {
-    let info = admin.node();
-    Json(match &info.cluster {
+/// `GET /admin/cluster`'s answer for the node `info` describes (the handler is in
+/// `admin::http`, which owns the router's state).
+pub async fn view(info: &NodeInfo) -> ClusterView {
+    match &info.cluster {
         Some(c) => ClusterView {
             node: c.node_id().to_owned(),
             mode: "cluster",
@@ -80,5 +79,5 @@ pub async fn cluster(State(admin): State<AdminState>) -> Json<ClusterView> {
             lease_valid: true,
             members: Vec::new(),
         },
-    })
+    }
 }

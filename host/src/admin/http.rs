@@ -90,7 +90,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/games/{game}/modules", post(publish_module))
         .route("/admin/sessions", get(sessions))
         .route("/admin/drain", post(drain))
-        .route("/admin/cluster", get(super::cluster::cluster))
+        .route("/admin/cluster", get(cluster))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
@@ -184,6 +184,11 @@ pub struct AdminSession {
     pub rules_version: u32,
     pub players: u32,
     pub tick: u64,
+}
+
+/// `GET /admin/cluster`: this node's view of the cluster (`admin::cluster`).
+async fn cluster(State(state): State<AdminState>) -> Json<super::cluster::ClusterView> {
+    Json(super::cluster::view(state.node()).await)
 }
 
 async fn sessions(State(state): State<AdminState>) -> Json<Vec<AdminSession>> {

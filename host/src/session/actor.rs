@@ -483,28 +483,6 @@ impl Actor {
         self.pending.push(Deferred::Left { reply });
     }
 
-    /// Seats or their connections changed: the clock runs only while a seat is taken,
-    /// and the reaper's clock restarts when who is in the session changes.
-    fn seats_changed(&mut self) {
-        self.ticker.set_running(!self.seats.is_empty());
-        self.vacancy
-            .update(Occupancy::of(self.seats.values().map(|s| s.conn.is_some())));
-    }
-
-    /// Nobody has been in the session for its reaping limit: end it like a finished
-    /// game (the loop then removes it from the store, fenced by its epoch in a cluster;
-    /// seated players' tokens stop working). Nobody connected is there to be told.
-    fn reap(&mut self) {
-        let reason = self.vacancy.reason();
-        tracing::info!(
-            session = %self.id, game = %self.game.name, reason,
-            idle_secs = self.vacancy.for_how_long().as_secs(), tick = self.ticker.n,
-            "idle session ended"
-        );
-        crate::metrics::session_reaped(reason);
-        self.end();
-    }
-
     /// The step after every batch (whose job took the guest snapshot, the new
     /// last good state): if the batch holds a reply waiting on durability, if
     /// `stop`, or if deferred progress is due, commit it with meta and seats to

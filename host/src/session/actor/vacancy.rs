@@ -5,7 +5,8 @@
 //! removes it from the store, like a game that ended.
 //!
 //! Invariant: the clock restarts whenever the state changes, so a player who comes back
-//! (or leaves, or joins) starts a full new period.
+//! (or leaves, or joins) starts a full new period. The actor's side (`seats_changed`,
+//! `reap`) is here too.
 
 use tokio::time::Instant;
 
@@ -84,6 +85,30 @@ impl Vacancy {
     /// How long the session has been in its state.
     pub(super) fn for_how_long(&self) -> std::time::Duration {
         self.since.elapsed()
+    }
+}
+
+impl super::Actor {
+    /// Seats or their connections changed: the clock runs only while a seat is taken,
+    /// and the reaper's clock restarts when who is in the session changes.
+    pub(super) fn seats_changed(&mut self) {
+        self.ticker.set_running(!self.seats.is_empty());
+        self.vacancy
+            .update(Occupancy::of(self.seats.values().map(|s| s.conn.is_some())));
+    }
+
+    /// Nobody has been in the session for its reaping limit: end it like a finished
+    /// game (the loop then removes it from the store, fenced by its epoch in a cluster;
+    /// seated players' tokens stop working). Nobody connected is there to be told.
+    pub(super) fn reap(&mut self) {
+        let reason = self.vacancy.reason();
+        tracing::info!(
+            session = %self.id, game = %self.game.name, reason,
+            idle_secs = self.vacancy.for_how_long().as_secs(), tick = self.ticker.n,
+            "idle session ended"
+        );
+        crate::metrics::session_reaped(reason);
+        self.end();
     }
 }
 
