@@ -360,3 +360,118 @@ async fn a_create_enters_the_directory_in_the_group_and_is_fenced_elsewhere() {
         ("a", Some(&b"again"[..]))
     );
 }
+
+/// A group mixing every kind of write is one statement: each part applies or is fenced on
+/// its own, and the document writes drop what they replace (chunks, journal records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_group_applies_each_write_or_fences_it_alone() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "mixed").await;
+    // Set-up: s-full, s-append, s-journal, s-end live on a at epoch 1, each with a journal
+    // record (and s-full a chunk) that a document write must drop; s-other is b's.
+    for s in ["s-full", "s-append", "s-journal", "s-end"] {
+        assert!(db.create_session(s, "arena", "a").await.unwrap());
+    }
+    assert!(db.create_session("s-other", "arena", "b").await.unwrap());
+    let setup = [
+        full("s-full", 1, b"f0"),
+        full("s-append", 1, b"a0"),
+        full("s-journal", 1, b"j0"),
+        full("s-end", 1, b"e0"),
+        full("s-other", 1, b"o0"),
+    ];
+    assert_eq!(
+        db.write_sessions("a", &setup).await.unwrap(),
+        [true, true, true, true, false],
+        "s-other is b's: fenced while the rest of the group applies"
+    );
+    let chunk = |s: &str, c: &[u8]| FencedWrite {
+        epoch: 1,
+        write: SessionWrite::Append {
+            session: s.into(),
+            chunk: c.to_vec(),
+        },
+    };
+    assert_eq!(
+        db.write_sessions("a", &[chunk("s-full", b"-old")])
+            .await
+            .unwrap(),
+        [true]
+    );
+    let records = [
+        journal("s-full", 1, 1),
+        journal("s-append", 1, 1),
+        journal("s-journal", 1, 1),
+        journal("s-end", 1, 1),
+    ];
+    assert_eq!(db.write_sessions("a", &records).await.unwrap(), [true; 4]);
+    // The group under test: one write of every kind, plus two fenced ones (another
+    // owner's session, a stale epoch).
+    let group = [
+        FencedWrite {
+            epoch: 1,
+            write: SessionWrite::Create {
+                session: "s-new".into(),
+                game: "tictactoe".into(),
+                bytes: b"n0".to_vec(),
+            },
+        },
+        full("s-full", 1, b"f1"),
+        chunk("s-append", b"-a1"),
+        journal("s-journal", 1, 2),
+        FencedWrite {
+            epoch: 1,
+            write: SessionWrite::Delete {
+                session: "s-end".into(),
+            },
+        },
+        journal("s-other", 1, 5),
+        full("s-stale", 7, b"x"),
+    ];
+    assert_eq!(
+        db.write_sessions("a", &group).await.unwrap(),
+        [true, true, true, true, true, false, false]
+    );
+    let load = |s: &'static str| {
+        let db = db.clone();
+        async move { db.load_session(s).await.unwrap() }
+    };
+    let new = load("s-new").await.expect("created");
+    assert_eq!((new.owner.as_str(), new.epoch), ("a", 1));
+    assert_eq!(new.doc.as_deref(), Some(&b"n0"[..]));
+    let f = load("s-full").await.unwrap();
+    assert_eq!(
+        f.doc.as_deref(),
+        Some(&b"f1"[..]),
+        "the full save drops the chunk"
+    );
+    assert!(f.journal.is_empty(), "and the journal records");
+    let a = load("s-append").await.unwrap();
+    assert_eq!(a.doc.as_deref(), Some(&b"a0-a1"[..]));
+    assert!(
+        a.journal.is_empty(),
+        "an incremental save drops the records too"
+    );
+    let j = load("s-journal").await.unwrap();
+    assert_eq!(j.doc.as_deref(), Some(&b"j0"[..]));
+    assert_eq!(
+        j.journal.records.iter().map(|r| r.tick).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let e = load("s-end").await.unwrap();
+    assert!(e.ended && e.doc.is_none() && e.journal.is_empty());
+    let o = load("s-other").await.unwrap();
+    assert_eq!(o.owner, "b");
+    assert!(
+        o.journal.is_empty(),
+        "a's record for b's session is not there"
+    );
+    assert!(
+        load("s-stale").await.is_none(),
+        "a fenced full save creates nothing"
+    );
+    assert_eq!(
+        db.write_sessions("a", &[]).await.unwrap(),
+        Vec::<bool>::new()
+    );
+}
