@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use minotaur_state::Journal;
 
-use crate::db::{millis, Db, DbError};
-
-/// The channel a node listens on; the payload is the id of the node that was handed
-/// sessions.
-pub const HANDOFF_CHANNEL: &str = "minotaur_handoff";
+use crate::{
+    announce::{HANDOFF_CHANNEL, MAX_PAYLOAD},
+    db::{millis, Db, DbError},
+};
 
 /// Where a session is, as the directory says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +171,8 @@ impl Db {
     }
 
     /// Hands `sessions` (id, epoch held by `me`) to `target` at `epoch + 1`, and tells the
-    /// target (NOTIFY, delivered at commit). Returns the sessions moved, with new epochs.
+    /// target which (NOTIFY, delivered at commit; [`crate::announce`]). Returns the
+    /// sessions moved, with new epochs.
     pub async fn hand_off(
         &self,
         me: &str,
@@ -190,8 +190,14 @@ impl Db {
                  FROM unnest($1::text[], $2::int8[]) AS c(id, epoch)
                  WHERE s.id = c.id AND s.owner = $3 AND s.epoch = c.epoch AND NOT s.ended
                  RETURNING s.id, s.epoch
+             ), listed AS (
+                 SELECT $4 || E'\t' || $3
+                        || string_agg(E'\n' || m.id || E'\t' || m.epoch, '') AS payload
+                 FROM moved m HAVING count(*) > 0
              ), notified AS (
-                 SELECT pg_notify($5, $4) FROM (SELECT 1 FROM moved LIMIT 1) one
+                 SELECT pg_notify($5, CASE WHEN octet_length(payload) <= $6 THEN payload
+                                           ELSE $4 || E'\t' || $3 END)
+                 FROM listed
              )
              SELECT m.id, m.epoch FROM moved m CROSS JOIN (SELECT count(*) FROM notified) n",
         )
@@ -200,6 +206,7 @@ impl Db {
         .bind(me)
         .bind(target)
         .bind(HANDOFF_CHANNEL)
+        .bind(MAX_PAYLOAD as i32)
         .fetch_all(self.pool())
         .await?;
         Ok(moved)
@@ -290,42 +297,5 @@ impl Db {
             doc,
             journal,
         }))
-    }
-}
-
-/// The channel a publish is announced on; the payload is the game's name.
-pub const GAMES_CHANNEL: &str = "minotaur_games";
-
-/// What another node announced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Announcement {
-    /// Sessions were handed to this node id.
-    Handoff(String),
-    /// This game's record (current module, policy) changed.
-    Game(String),
-}
-
-/// Hand-off and publish notifications, on a connection of its own.
-pub struct ClusterListener(sqlx::postgres::PgListener);
-
-impl ClusterListener {
-    pub async fn recv(&mut self) -> Result<Announcement, DbError> {
-        let n = self.0.recv().await?;
-        let payload = n.payload().to_owned();
-        Ok(if n.channel() == GAMES_CHANNEL {
-            Announcement::Game(payload)
-        } else {
-            Announcement::Handoff(payload)
-        })
-    }
-}
-
-impl Db {
-    /// LISTENs on the hand-off and games channels (its own connection, outside the pool's
-    /// count).
-    pub async fn listener(&self) -> Result<ClusterListener, DbError> {
-        let mut l = sqlx::postgres::PgListener::connect_with(self.pool()).await?;
-        l.listen_all([HANDOFF_CHANNEL, GAMES_CHANNEL]).await?;
-        Ok(ClusterListener(l))
     }
 }

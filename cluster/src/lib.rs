@@ -2,6 +2,7 @@
 //! the cluster, who owns each session, and what each session's state is. This crate is
 //! that directory; the node (`minotaur-host`) wires it to its session actors.
 //!
+//! - [`announce`]: LISTEN/NOTIFY between nodes — hand-offs, a target serving them, publishes.
 //! - [`db`]: connecting, the embedded migrations, refusing a schema newer than this build.
 //! - [`nodes`]: membership — one row per node with its lease (database time) and status.
 //! - [`directory`]: the session directory — create, locate, takeover claims and hand-offs
@@ -18,6 +19,7 @@
 //! Another node takes the session over only by moving `(owner, epoch)` forward, after
 //! which the old owner's writes find nothing to update.
 
+pub mod announce;
 pub mod db;
 pub mod directory;
 pub mod nodes;
@@ -28,8 +30,9 @@ pub mod records;
 pub mod testing;
 pub mod writes;
 
+pub use announce::Announcement;
 pub use db::{Db, DbError};
-pub use directory::{Announcement, Claim, Located, Orphan, StoredSession};
+pub use directory::{Claim, Located, Orphan, StoredSession};
 pub use nodes::{NodeRow, NodeStatus};
 pub use ownership::{LeaseClock, LeaseTiming};
 pub use writes::FencedWrite;

@@ -46,7 +46,7 @@ impl Db {
         )
         .bind(name)
         .bind(bytes)
-        .bind(crate::directory::GAMES_CHANNEL)
+        .bind(crate::announce::GAMES_CHANNEL)
         .fetch_one(self.pool())
         .await?;
         Ok(())

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use minotaur_abi::Event;
-use minotaur_cluster::{testing::TestPostgres, Claim, Db, DbError, FencedWrite};
+use minotaur_cluster::{testing::TestPostgres, Announcement, Claim, Db, DbError, FencedWrite};
 use minotaur_state::{JournalRecord, SessionWrite};
 
 async fn db(pg: &TestPostgres, name: &str) -> Db {
@@ -219,14 +219,61 @@ async fn hand_offs_move_only_what_the_sender_holds_and_notify_the_target() {
         .await
         .expect("notified")
         .unwrap();
-    assert_eq!(
+    let Announcement::Handoff {
         to,
-        minotaur_cluster::directory::Announcement::Handoff("b".into())
+        from,
+        mut sessions,
+    } = to
+    else {
+        panic!("expected a hand-off, got {to:?}");
+    };
+    sessions.sort();
+    assert_eq!((to.as_str(), from.as_str()), ("b", "a"));
+    assert_eq!(
+        sessions,
+        [("h1".to_string(), 2), ("h3".to_string(), 2)],
+        "the notification lists what moved, at the target's epoch"
     );
     let mut owned = db.owned("b").await.unwrap();
     owned.sort();
     assert_eq!(owned, [("h1".to_string(), 2), ("h3".to_string(), 2)]);
     assert_eq!(db.owned("a").await.unwrap(), [("h2".to_string(), 1)]);
+    // Too many to list in one notification (PostgreSQL's limit is 8000 bytes): the
+    // hand-off still happens and names the target only, which then reads the directory.
+    let many: Vec<(String, i64)> = (0..400)
+        .map(|i| (format!("long-session-id-{i:04}"), 1))
+        .collect();
+    for (id, _) in &many {
+        db.create_session(id, "arena", "a").await.unwrap();
+    }
+    assert_eq!(db.hand_off("a", "c", &many).await.unwrap().len(), 400);
+    let to = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("notified")
+        .unwrap();
+    assert_eq!(
+        to,
+        Announcement::Handoff {
+            to: "c".into(),
+            from: "a".into(),
+            sessions: vec![]
+        }
+    );
+    // A target announces what it serves now; long lists are split over notifications.
+    let served: Vec<String> = many.iter().map(|(id, _)| id.clone()).collect();
+    db.announce_activated(&served).await.unwrap();
+    let mut heard: Vec<String> = Vec::new();
+    while heard.len() < served.len() {
+        match tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .expect("announced")
+            .unwrap()
+        {
+            Announcement::Activated(ids) => heard.extend(ids),
+            other => panic!("expected activations, got {other:?}"),
+        }
+    }
+    assert_eq!(heard, served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

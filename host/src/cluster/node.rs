@@ -14,7 +14,7 @@ use minotaur_cluster::{Db, LeaseTiming, NodeRow, NodeStatus};
 use minotaur_runtime::Runtime;
 use serde::Serialize;
 use tokio::{
-    sync::{watch, Notify},
+    sync::{broadcast, watch, Notify},
     time::Instant,
 };
 
@@ -56,6 +56,9 @@ struct Inner {
     activating: Mutex<HashSet<String>>,
     /// Wakes the sweep at once (a hand-off notification arrived).
     sweep_now: Notify,
+    /// Sessions some target announced it serves now (a drain or rebalance waits on these
+    /// to pace its hand-offs).
+    activated: broadcast::Sender<Arc<Vec<String>>>,
     /// Every serving node's load, for placing new sessions.
     loads: tokio::sync::Mutex<super::placement::Loads>,
     /// `--placement-margin` (0: new sessions stay here).
@@ -99,6 +102,7 @@ impl ClusterNode {
                 runtime,
                 activating: Mutex::new(HashSet::new()),
                 sweep_now: Notify::new(),
+                activated: broadcast::channel(1024).0,
                 loads: Default::default(),
                 placement_margin: i64::from(config.placement_margin),
             }),
@@ -173,6 +177,16 @@ impl ClusterHandle {
 
     pub(super) fn sweep_now(&self) -> &Notify {
         &self.inner.sweep_now
+    }
+
+    /// Announcements of sessions now served by their targets, from now on.
+    pub(super) fn activations(&self) -> broadcast::Receiver<Arc<Vec<String>>> {
+        self.inner.activated.subscribe()
+    }
+
+    /// Passes on a target's announcement (from the LISTEN task).
+    pub(super) fn heard_activated(&self, sessions: Vec<String>) {
+        let _ = self.inner.activated.send(Arc::new(sessions));
     }
 
     /// Claims `session` for activation; `None` if another activation of it is running.

@@ -72,7 +72,7 @@ impl ClusterHandle {
             url: ws_url(&url),
             sessions: vec![session.to_owned()],
         };
-        let placed = hand_over(self, self.registry(), batch)
+        let placed = hand_over(self, self.registry(), batch, None)
             .await
             .into_iter()
             .all(|(_, r)| r.is_ok());

@@ -74,7 +74,7 @@ async fn round(h: &ClusterHandle) {
         url: ws_url(&target.url),
         sessions,
     };
-    let results = hand_over(h, h.registry(), batch).await;
+    let results = hand_over(h, h.registry(), batch, Some(super::drain::SERVING_WAIT)).await;
     let moved = results.iter().filter(|(_, r)| r.is_ok()).count();
     tracing::info!(moved, of = results.len(), "rebalance: round done");
 }

@@ -95,20 +95,38 @@ async fn sweep(h: &ClusterHandle, claim: bool) -> Result<(), minotaur_cluster::D
     Ok(())
 }
 
-/// Activates `sessions` (id, epoch held now), a few at a time; failures are logged.
+/// Activates `sessions` (id, epoch held now), a few at a time; failures are logged. Hand-offs
+/// are announced as served once started (in groups of [`ACTIVATE_PARALLEL`]), so the
+/// sender's drain can pace itself on this node's progress.
 pub(super) async fn activate_all(h: &ClusterHandle, sessions: Vec<(String, i64)>, why: &str) {
-    futures_util::stream::iter(sessions)
+    let announce = why == "handoff";
+    let started = futures_util::stream::iter(sessions)
         .map(|(id, epoch)| async move {
-            let Some(_guard) = h.begin_activation(&id) else {
-                return;
-            };
-            if let Err(e) = h.activate(&id, epoch, why).await {
-                tracing::warn!(session = %id, epoch, why, error = %e, "session not started here");
+            let _guard = h.begin_activation(&id)?;
+            match h.activate(&id, epoch, why).await {
+                Ok(true) => Some(id),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::warn!(session = %id, epoch, why, error = %e, "session not started here");
+                    None
+                }
             }
         })
         .buffer_unordered(ACTIVATE_PARALLEL)
-        .collect::<()>()
-        .await;
+        .filter_map(std::future::ready)
+        .ready_chunks(ACTIVATE_PARALLEL);
+    let mut started = std::pin::pin!(started);
+    while let Some(ids) = started.next().await {
+        if announce {
+            // Spawned: the activations in the buffer progress only while it is polled.
+            let db = h.db().clone();
+            tokio::spawn(async move {
+                if let Err(e) = db.announce_activated(&ids).await {
+                    tracing::debug!(error = %e, "cluster: could not announce activations; the sender stops waiting at its deadline");
+                }
+            });
+        }
+    }
 }
 
 /// LISTENs for hand-off notifications naming this node and wakes the sweep at once
@@ -136,8 +154,19 @@ async fn listen(h: &ClusterHandle) -> Result<(), minotaur_cluster::DbError> {
             return Ok(());
         }
         match event {
-            Announcement::Handoff(node) if node == h.node_id() => h.sweep_now().notify_one(),
-            Announcement::Handoff(_) => {}
+            Announcement::Handoff { to, sessions, .. } if to == h.node_id() => {
+                if sessions.is_empty() {
+                    // Not listed (too many, or an older sender): look in the directory.
+                    h.sweep_now().notify_one();
+                } else {
+                    // Start exactly these now, beside any sweep under way (an activation
+                    // runs once per session either way).
+                    let h = h.clone();
+                    tokio::spawn(async move { activate_all(&h, sessions, "handoff").await });
+                }
+            }
+            Announcement::Handoff { .. } => {}
+            Announcement::Activated(sessions) => h.heard_activated(sessions),
             Announcement::Game(game) => {
                 let h = h.clone();
                 tokio::spawn(async move { super::publish::follow(&h, &game).await });

@@ -55,6 +55,21 @@ async fn drains_under_bots_lose_no_acknowledged_input() {
         "n1's drain failed some sessions:\n{}",
         cluster.tail("n1", 30)
     );
+    // The targets announced serving what they were handed (the drain paces on it).
+    let confirmed: Vec<u64> = cluster
+        .log_lines()
+        .iter()
+        .filter(|l| l.node == "n1" && l.text.contains("drain finished"))
+        .filter_map(|l| {
+            let v = l.text.split("confirmed=").nth(1)?;
+            v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect();
+    assert!(
+        confirmed.first().is_some_and(|&n| n > 0),
+        "no target confirmed serving a handed-over session: {confirmed:?}\n{}",
+        cluster.tail("n1", 30)
+    );
     fleet
         .wait_acks(60, Duration::from_secs(30), "after n1's drain")
         .await;
