@@ -27,6 +27,8 @@ cleanup() {
   [ -f "$W/pid" ] && kill "$(cat "$W/pid")" 2>/dev/null
   wait 2>/dev/null
   [ "$MODE" != "$GAME" ] && pg_down
+  # A diagnosis run (PG_EXTRA set) keeps PostgreSQL's log.
+  [ -n "${PG_EXTRA:-}" ] && cp "$W/pg-run/pg.log" "$TARGET/bench-load-$MODE.pg.log" 2>/dev/null
   rm -rf "$W"
 }
 trap cleanup EXIT

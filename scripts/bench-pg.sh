@@ -12,6 +12,8 @@
 # The only setting changed is wal_keep_size (WAL_KEEP, default 4GB), so that the WAL of a
 # run is still on disk for pg_waldump's breakdown afterwards (retention only: it changes
 # neither what is written nor when checkpoints happen).
+# PG_EXTRA adds server options for a diagnosis run (e.g. "-c log_min_duration_statement=20
+# -c log_lock_waits=on"); a measured run leaves it empty.
 # PGBIN (default: pg_config --bindir, else /usr/lib/postgresql/15/bin). Run as root, the
 # server runs as the `postgres` user (runuser); otherwise as the calling user.
 
@@ -34,7 +36,7 @@ pg_up() { # DIR PORT (if PORT cannot be bound, the next ones up to PORT+9 are tr
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue   # someone listens there
     PG_PORT=$port
     pg_as "$PGBIN/pg_ctl" -D "$PG_DIR" -l "$sock/pg.log" -w \
-      -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c wal_keep_size=${WAL_KEEP:-4GB}" \
+      -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c wal_keep_size=${WAL_KEEP:-4GB} ${PG_EXTRA:-}" \
       start > /dev/null && break
     PG_PORT=
   done

@@ -109,7 +109,10 @@ impl Db {
 ///   directory row (the row itself is not rewritten).
 /// - `ended`: the tombstone.
 /// - `reset` / `cleared`: a full save or an end drops the session's chunks; every document
-///   write drops its journal records (they are all in the document now).
+///   write drops its journal records (they are all in the document now). `= ANY(ARRAY(…))`,
+///   not `IN (…)`: the id list is computed once and the delete is an index scan on the
+///   primary key's `session` prefix (`IN` over CTEs planned a sequential scan of the whole
+///   table with a nested-loop semi-join, once per group).
 const GROUP_COMMIT: &str = "
 WITH created AS (
     INSERT INTO minotaur_sessions AS s (id, game, owner, epoch, doc)
@@ -151,12 +154,12 @@ WITH created AS (
     RETURNING s.id
 ), reset AS (
     DELETE FROM minotaur_session_chunks
-    WHERE session IN (SELECT id FROM created UNION ALL SELECT id FROM saved
-                      UNION ALL SELECT id FROM ended)
+    WHERE session = ANY(ARRAY(SELECT id FROM created UNION ALL SELECT id FROM saved
+                              UNION ALL SELECT id FROM ended))
 ), cleared AS (
     DELETE FROM minotaur_session_journal
-    WHERE session IN (SELECT id FROM created UNION ALL SELECT id FROM saved
-                      UNION ALL SELECT id FROM appended UNION ALL SELECT id FROM ended)
+    WHERE session = ANY(ARRAY(SELECT id FROM created UNION ALL SELECT id FROM saved
+                              UNION ALL SELECT id FROM appended UNION ALL SELECT id FROM ended))
 )
 SELECT id FROM created UNION ALL SELECT id FROM saved UNION ALL SELECT id FROM appended
 UNION ALL SELECT id FROM journaled UNION ALL SELECT id FROM ended";
