@@ -18,6 +18,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # The build's target dir (.cargo/config.toml may move it out of the tree).
 TARGET=${TARGET:-$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' || echo "$ROOT/target")}
+BIN=${BIN:-$TARGET/release/minotaur}
 MODE=${1:?arena|tictactoe|echo|arena-pg|tictactoe-pg}; shift
 GAME=${MODE%-pg}
 PLAYERS=${PLAYERS:-1000} DURATION=${DURATION:-60s} RAMP=${RAMP:-5s}
@@ -45,7 +46,7 @@ if [ "$GAME" = echo ]; then
 else
   # Every bot connects from 127.0.0.1: the per-address limits are off (--max-conns-per-ip 0
   # --sessions-per-ip-per-min 0), as behind a proxy; the rest stays at its defaults.
-  RUST_LOG=warn "$TARGET/release/minotaur" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+  RUST_LOG=warn "$BIN" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
     --max-conns-per-ip 0 --sessions-per-ip-per-min 0 \
     --games-dir "$ROOT/games/dist" --data-dir "$W/data" "${NODE_ARGS[@]}" "$@" > "$W/out" 2>&1 &
   pattern='minotaur listening on http://'; BOTS=$GAME
