@@ -231,6 +231,27 @@ async fn hand_offs_move_only_what_the_sender_holds_and_notify_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_elsewhere_lists_a_game_s_live_sessions_of_other_owners() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "elsewhere").await;
+    for (id, game, owner) in [
+        ("s1", "chaos", "a"),
+        ("s2", "chaos", "b"),
+        ("s3", "chaos", "c"),
+        ("s4", "arena", "b"),
+        ("s5", "chaos", "b"),
+    ] {
+        assert!(db.create_session(id, game, owner).await.unwrap());
+    }
+    sqlx::query("UPDATE minotaur_sessions SET ended = true WHERE id = 's5'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    // Not a's own (s1), not another game's (s4), not an ended one (s5).
+    assert_eq!(db.live_elsewhere("chaos", "a").await.unwrap(), ["s2", "s3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_sessions_of_expired_or_stopped_nodes() {
     let pg = TestPostgres::start();
     let db = db(&pg, "orphans").await;
@@ -360,25 +381,4 @@ async fn a_create_enters_the_directory_in_the_group_and_is_fenced_elsewhere() {
         (s.owner.as_str(), s.doc.as_deref()),
         ("a", Some(&b"again"[..]))
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_elsewhere_lists_a_game_s_live_sessions_of_other_owners() {
-    let pg = TestPostgres::start();
-    let db = db(&pg, "elsewhere").await;
-    for (id, game, owner) in [
-        ("s1", "chaos", "a"),
-        ("s2", "chaos", "b"),
-        ("s3", "chaos", "c"),
-        ("s4", "arena", "b"),
-        ("s5", "chaos", "b"),
-    ] {
-        assert!(db.create_session(id, game, owner).await.unwrap());
-    }
-    sqlx::query("UPDATE minotaur_sessions SET ended = true WHERE id = 's5'")
-        .execute(db.pool())
-        .await
-        .unwrap();
-    // Not a's own (s1), not another game's (s4), not an ended one (s5).
-    assert_eq!(db.live_elsewhere("chaos", "a").await.unwrap(), ["s2", "s3"]);
 }
