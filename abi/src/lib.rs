@@ -49,6 +49,20 @@ pub mod exports {
     ];
 }
 
+/// The one function a module MAY import (optional; everything else is refused).
+pub mod imports {
+    /// The import module name of every host function.
+    pub const MODULE: &str = "minotaur";
+    /// `(ptr: i32, len: i32) -> ()`: the guest is about to trap because it
+    /// panicked; `ptr`/`len` hold the panic message (UTF-8 text). The host
+    /// keeps the last one given during a call and attaches it to the trap
+    /// that ends the call. It never fails and never traps by itself.
+    pub const PANIC: &str = "panic";
+    /// The host reads at most this many bytes of a panic message; a guest
+    /// should not send more (the Rust SDK cuts its messages to it).
+    pub const MAX_PANIC_BYTES: usize = 1024;
+}
+
 /// Pack a guest memory region into the `i64` returned by guest exports:
 /// pointer in the high 32 bits, length in the low 32 bits.
 pub const fn pack_region(ptr: u32, len: u32) -> u64 {

@@ -236,6 +236,20 @@ impl Db {
         Ok(rows)
     }
 
+    /// The live sessions of `game` whose owner is not `me`: what a publish's dry run on
+    /// `me` restores from the database (its own sessions it asks their actors for).
+    pub async fn live_elsewhere(&self, game: &str, me: &str) -> Result<Vec<String>, DbError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM minotaur_sessions WHERE game = $1 AND owner <> $2 AND NOT ended \
+             ORDER BY id",
+        )
+        .bind(game)
+        .bind(me)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// How many live sessions the directory names each node the owner of: the load that
     /// placement and rebalancing compare (exact, unlike the counts nodes report at renewal).
     pub async fn session_counts(&self) -> Result<Vec<(String, i64)>, DbError> {

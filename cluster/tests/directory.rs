@@ -1,6 +1,7 @@
 //! The directory against a real PostgreSQL (`testing::TestPostgres`): schema refusal,
 //! fenced writes, compare-and-set claims at the same instant, hand-offs with their
-//! notification, orphans by lease.
+//! notification, orphans by lease, a game's live sessions on other nodes (a publish's dry
+//! run).
 
 use std::{sync::Arc, time::Duration};
 
@@ -274,6 +275,27 @@ async fn hand_offs_move_only_what_the_sender_holds_and_notify_the_target() {
         }
     }
     assert_eq!(heard, served);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_elsewhere_lists_a_game_s_live_sessions_of_other_owners() {
+    let pg = TestPostgres::start();
+    let db = db(&pg, "elsewhere").await;
+    for (id, game, owner) in [
+        ("s1", "chaos", "a"),
+        ("s2", "chaos", "b"),
+        ("s3", "chaos", "c"),
+        ("s4", "arena", "b"),
+        ("s5", "chaos", "b"),
+    ] {
+        assert!(db.create_session(id, game, owner).await.unwrap());
+    }
+    sqlx::query("UPDATE minotaur_sessions SET ended = true WHERE id = 's5'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    // Not a's own (s1), not another game's (s4), not an ended one (s5).
+    assert_eq!(db.live_elsewhere("chaos", "a").await.unwrap(), ["s2", "s3"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,7 +66,7 @@ pub mod glue {
     pub fn snapshot<G: Game>(rt: &GuestRuntime<G>) -> i64 {
         match rt.snapshot() {
             Ok(bytes) => publish(bytes),
-            Err(_) => std::process::abort(),
+            Err(e) => panic!("cannot take a snapshot: {e}"),
         }
     }
 }

@@ -4,12 +4,16 @@
 //! line that generates the wasm exports of the guest ABI (`minotaur-abi`).
 //! [`GuestRuntime`] is the glue both the exports and the native
 //! [`testing::Harness`] go through: it decodes events, calls the game's hooks,
-//! diffs per-player views and wraps snapshots. See `docs/GUEST_ABI.md`.
+//! diffs per-player views and wraps snapshots. In wasm the exports also install
+//! a panic hook that hands the panic message to the host (`minotaur`.`panic`).
+//! See `docs/GUEST_ABI.md`.
 
 mod cx;
 #[cfg(test)]
 mod doc_examples;
 mod export;
+#[cfg(target_arch = "wasm32")]
+mod panic_hook;
 mod rng;
 mod runtime;
 pub mod testing;
@@ -25,6 +29,8 @@ pub use runtime::{GuestRuntime, SnapshotError};
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::export::glue;
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::panic_hook::install as install_panic_hook;
 }
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -158,36 +164,44 @@ macro_rules! export_game {
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn minotaur_abi_version() -> i32 {
+                $crate::__private::install_panic_hook();
                 glue::abi_version()
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn minotaur_alloc(len: i32) -> i32 {
+                $crate::__private::install_panic_hook();
                 glue::alloc(len)
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn minotaur_free(ptr: i32, len: i32) {
+                $crate::__private::install_panic_hook();
                 unsafe { glue::free(ptr, len) }
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn minotaur_info() -> i64 {
+                $crate::__private::install_panic_hook();
                 glue::info::<$game>()
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn minotaur_init(ptr: i32, len: i32) -> i64 {
+                $crate::__private::install_panic_hook();
                 let input = unsafe { glue::take_input(ptr, len) };
                 RUNTIME.with(|rt| glue::output(&rt.borrow_mut().init(&input)))
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn minotaur_event(ptr: i32, len: i32) -> i64 {
+                $crate::__private::install_panic_hook();
                 let input = unsafe { glue::take_input(ptr, len) };
                 RUNTIME.with(|rt| glue::output(&rt.borrow_mut().handle_event(&input)))
             }
             #[unsafe(no_mangle)]
             pub extern "C" fn minotaur_snapshot() -> i64 {
+                $crate::__private::install_panic_hook();
                 RUNTIME.with(|rt| glue::snapshot(&rt.borrow()))
             }
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn minotaur_restore(ptr: i32, len: i32) -> i64 {
+                $crate::__private::install_panic_hook();
                 let input = unsafe { glue::take_input(ptr, len) };
                 RUNTIME.with(|rt| glue::output(&rt.borrow_mut().restore(&input)))
             }

@@ -47,9 +47,18 @@ enum Cmd {
         #[arg(long)]
         game: String,
         /// `new`: only new sessions use it; `migrate`: live sessions move to
-        /// it at their next event boundary.
+        /// it at their next event boundary, after a dry run that restores every
+        /// live session into it (refused if any fails, unless `--force`).
         #[arg(long, default_value = "new")]
         policy: String,
+        /// Only validate the module and restore every live session of the game
+        /// into a scratch instance of it; nothing changes. Exits 1 if any fails.
+        #[arg(long)]
+        dry_run: bool,
+        /// With `--policy migrate`: make the module current even if some live
+        /// sessions failed the dry run (they stay on their rules).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -152,8 +161,10 @@ fn main() -> ExitCode {
             file,
             game,
             policy,
+            dry_run,
+            force,
             admin,
-        } => rt.block_on(publish(file, game, policy, admin)),
+        } => rt.block_on(publish(file, game, policy, dry_run, force, admin)),
         Cmd::Sessions { admin } => rt.block_on(sessions(admin)),
         Cmd::Drain { admin } => rt.block_on(drain(admin)),
         Cmd::Cluster { admin } => rt.block_on(cluster_view(admin)),
@@ -398,17 +409,38 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the node's answer (JSON) and, on stderr, one line per session that
+/// failed; exits 1 when the publish was refused or any session failed.
 async fn publish(
     file: PathBuf,
     game: String,
     policy: String,
+    dry_run: bool,
+    force: bool,
     admin: AdminArgs,
 ) -> anyhow::Result<()> {
     let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let path = format!("/admin/games/{game}/modules?policy={policy}");
+    let path =
+        format!("/admin/games/{game}/modules?policy={policy}&dry_run={dry_run}&force={force}");
     let r = admin.request("POST", &path, &wasm).await?;
     println!("{}", String::from_utf8_lossy(&r.body));
-    anyhow::ensure!(r.ok(), "publish failed with HTTP {}", r.status);
+    let report: Option<admin::PublishReport> = if r.ok() {
+        serde_json::from_slice(&r.body).ok()
+    } else {
+        serde_json::from_slice::<admin::http::PublishRefused>(&r.body)
+            .ok()
+            .map(|refused| refused.report)
+    };
+    let failed = report.as_ref().map_or(0, |rep| rep.failed.len());
+    for f in report.iter().flat_map(|rep| &rep.failed) {
+        eprintln!("session {}: {}: {}", f.session, f.code, f.message);
+    }
+    anyhow::ensure!(r.ok(), "publish refused with HTTP {}", r.status);
+    let checked = report.as_ref().map_or(0, |rep| rep.checked);
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {checked} live sessions failed to restore into the new rules"
+    );
     Ok(())
 }
 

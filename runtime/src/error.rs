@@ -81,6 +81,12 @@ pub enum GuestError {
     /// overflow), or the instance was already poisoned by an earlier error.
     #[error("guest trapped: {0}")]
     Trap(String),
+    /// The guest panicked: it handed its panic message to the host
+    /// (`minotaur`.`panic`, at most 1 KiB, cleaned of control characters)
+    /// and then trapped. Same code as [`GuestError::Trap`]: a panic is a trap,
+    /// this variant only knows why.
+    #[error("guest panicked: {message}")]
+    Panicked { message: String },
     /// The call exceeded `Limits::call_timeout` (e.g. an infinite loop).
     #[error("guest call exceeded its time limit")]
     Timeout,
@@ -100,11 +106,19 @@ impl GuestError {
     /// Stable snake_case code for player/operator-facing errors.
     pub fn code(&self) -> &'static str {
         match self {
-            GuestError::Trap(_) => "guest_trap",
+            GuestError::Trap(_) | GuestError::Panicked { .. } => "guest_trap",
             GuestError::Timeout => "guest_timeout",
             GuestError::MemoryLimit => "guest_memory_limit",
             GuestError::BadOutput(_) => "guest_bad_output",
             GuestError::Instantiate(_) => "instantiate_failed",
+        }
+    }
+
+    /// The guest's own panic message, if it panicked and said so.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            GuestError::Panicked { message } => Some(message),
+            _ => None,
         }
     }
 }

@@ -83,10 +83,20 @@ impl std::fmt::Debug for GameModule {
 
 /// Per-store data: the memory cap, and whether the guest hit it during the
 /// current call, so the trap that follows (a Rust allocator failing aborts
-/// with `unreachable`) is reported as `MemoryLimit` rather than a plain trap.
+/// with `unreachable`) is reported as `MemoryLimit` rather than a plain trap;
+/// and the panic message the guest handed over during the current call
+/// (`crate::panic_import`), so the trap that follows is reported with it.
 pub(crate) struct StoreData {
     max_memory_bytes: usize,
     memory_denied: bool,
+    panic: Option<String>,
+}
+
+impl StoreData {
+    /// Keep the message of a panic (already cut and cleaned); the last wins.
+    pub(crate) fn set_panic(&mut self, message: String) {
+        self.panic = Some(message);
+    }
 }
 
 impl ResourceLimiter for StoreData {
@@ -152,6 +162,7 @@ impl GuestInstance {
         let data = StoreData {
             max_memory_bytes: shared.limits.max_memory_bytes,
             memory_denied: false,
+            panic: None,
         };
         let mut store = Store::new(&shared.engine, data);
         store.limiter(|d| d as &mut dyn ResourceLimiter);
@@ -268,7 +279,9 @@ impl GuestInstance {
         if self.poisoned {
             return Err(GuestError::Trap(POISONED.into()));
         }
-        self.store.data_mut().memory_denied = false;
+        let data = self.store.data_mut();
+        data.memory_denied = false;
+        data.panic = None;
         let result = call(self);
         self.poisoned = result.is_err();
         result
@@ -347,12 +360,17 @@ impl GuestInstance {
 
 /// Map a failed call to why it failed. The epoch deadline wins (an interrupt
 /// is never the guest's doing); then a denied memory growth during this call,
-/// since the trap that follows it is its consequence.
+/// since the trap that follows it is its consequence; then a panic the guest
+/// reported before trapping (its message says more than the wasm backtrace).
 fn classify(store: &Store<StoreData>, err: wasmtime::Error) -> GuestError {
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => GuestError::Timeout,
+    let trap = err.downcast_ref::<Trap>();
+    match (trap, &store.data().panic) {
+        (Some(Trap::Interrupt), _) => GuestError::Timeout,
         _ if store.data().memory_denied => GuestError::MemoryLimit,
-        Some(_) | None => GuestError::Trap(truncate(format!("{err:#}"), 2048)),
+        (Some(_), Some(message)) => GuestError::Panicked {
+            message: message.clone(),
+        },
+        _ => GuestError::Trap(truncate(format!("{err:#}"), 2048)),
     }
 }
 

@@ -4,10 +4,12 @@
 //!
 //! - [`Runtime`] (one per node) owns the engine: a pooling allocator sized from
 //!   [`Limits`], copy-on-write memory images, epoch interruption driven by a
-//!   ticker thread, and a linker with **no imports at all** (no WASI, clock,
-//!   randomness, filesystem or network). [`Runtime::load`] validates a module
+//!   ticker thread, and a linker with one import only, `minotaur`.`panic`
+//!   (`panic_import`: a panicking guest's message, attached to its trap as
+//!   [`GuestError::Panicked`]); no WASI, clock, randomness, filesystem or
+//!   network. [`Runtime::load`] validates a module
 //!   (size, magic, allowed wasm features, function count and body size — all
-//!   before Cranelift — no imports, required exports and signatures, ABI
+//!   before Cranelift — no imports but the panic one, required exports and signatures, ABI
 //!   version, compile time),
 //!   compiles it once per content hash ([`ModuleHash`]) and reads its `GameInfo`.
 //! - [`GameModule`] is a cached, compiled module; [`GameModule::instantiate`]
@@ -29,6 +31,7 @@ mod error;
 mod hash;
 mod instance;
 mod limits;
+mod panic_import;
 mod pool;
 mod precheck;
 mod runtime;

@@ -1,4 +1,4 @@
-//! [`Runtime`]: the engine, an import-free linker, and the content-addressed
+//! [`Runtime`]: the engine, a linker with only the panic import, and the content-addressed
 //! cache of validated modules. The host creates one per node and loads every
 //! published module through it. A load runs the `precheck` (features,
 //! function limits), Cranelift and the probe instance as one job on the guest
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// One wasmtime engine (pooling allocator, epoch interruption), a linker with
-/// NO imports, and a content-addressed cache of compiled modules.
+/// one import (`minotaur`.`panic`, see `crate::panic_import`), and a content-addressed cache of compiled modules.
 /// Cheap to clone (Arc inside); Send + Sync.
 #[derive(Clone)]
 pub struct Runtime {
@@ -29,7 +29,7 @@ pub struct Runtime {
 
 struct Inner {
     shared: Arc<EngineShared>,
-    /// Empty on purpose: guests get no clock, randomness, fs or network.
+    /// Only `minotaur`.`panic`: guests get no clock, randomness, fs or network.
     linker: Linker<StoreData>,
     cache: RwLock<HashMap<ModuleHash, GameModule>>,
     /// One lock per module being compiled, so two loads of the same bytes
@@ -42,7 +42,9 @@ impl Runtime {
     /// Build the engine and start its epoch ticker.
     pub fn new(limits: Limits) -> Result<Runtime, crate::RuntimeError> {
         let shared = EngineShared::new(limits)?;
-        let linker = Linker::new(&shared.engine);
+        let mut linker = Linker::new(&shared.engine);
+        crate::panic_import::link(&mut linker)
+            .map_err(|e| crate::RuntimeError::Config(format!("linking the panic import: {e:#}")))?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 shared,

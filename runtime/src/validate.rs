@@ -1,7 +1,8 @@
-//! Load-time checks of a compiled module against the guest ABI: no imports,
+//! Load-time checks of a compiled module against the guest ABI: no imports but
+//! the optional `minotaur`.`panic`,
 //! every required export with its exact signature. Called by `Runtime::load`.
 
-use minotaur_abi::exports;
+use minotaur_abi::{exports, imports};
 use wasmtime::{ExternType, FuncType, Module, ModuleExport, ValType};
 
 use crate::LoadError;
@@ -34,21 +35,44 @@ fn expected(name: &str) -> (&'static [ValType], &'static [ValType]) {
     }
 }
 
-/// Minotaur links nothing, so any import would fail at instantiation; say why
-/// at load instead.
+/// Minotaur links one function, `minotaur`.`panic` (optional); any other
+/// import would fail at instantiation, so say why at load instead.
 pub(crate) fn check_imports(module: &Module) -> Result<(), LoadError> {
     let imports: Vec<String> = module
         .imports()
-        .map(|i| format!("`{}`.`{}` ({})", i.module(), i.name(), kind(&i.ty())))
+        .filter(|i| !is_panic_import(i.module(), i.name(), &i.ty()))
+        .map(|i| format!("`{}`.`{}` ({})", i.module(), i.name(), describe(&i.ty())))
         .collect();
     if imports.is_empty() {
         return Ok(());
     }
     Err(LoadError::ForbiddenImport(format!(
         "module imports {}; Minotaur provides no imports (no WASI, clock, randomness, \
-         filesystem or network)",
-        imports.join(", ")
+         filesystem or network) but `{}`.`{}` (i32, i32) -> ()",
+        imports.join(", "),
+        imports::MODULE,
+        imports::PANIC
     )))
+}
+
+/// The panic import, with exactly its ABI signature.
+fn is_panic_import(module: &str, name: &str, ty: &ExternType) -> bool {
+    let ExternType::Func(ft) = ty else {
+        return false;
+    };
+    module == imports::MODULE
+        && name == imports::PANIC
+        && ft.results().len() == 0
+        && ft.params().len() == 2
+        && ft.params().all(|p| ValType::eq(&p, &ValType::I32))
+}
+
+/// An import's kind, and a function's signature (so a wrong panic import says why).
+fn describe(ty: &ExternType) -> String {
+    match ty {
+        ExternType::Func(ft) => format!("function {}", render(ft.params(), ft.results())),
+        other => kind(other).to_owned(),
+    }
 }
 
 pub(crate) fn check_exports(module: &Module) -> Result<ExportIndices, LoadError> {

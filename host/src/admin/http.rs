@@ -1,6 +1,7 @@
 //! The admin HTTP API, every route behind `Authorization: Bearer <token>`
 //! (anything else is 401 `{code:"unauthorized"}`):
-//! `POST /admin/games/{game}/modules?policy=new|migrate` (body: the wasm),
+//! `POST /admin/games/{game}/modules?policy=new|migrate[&dry_run=true][&force=true]`
+//! (body: the wasm; 409 `migration_failed` when a migrate's dry run failed),
 //! `GET /admin/sessions`, `POST /admin/drain` (hand every session to other nodes, then
 //! stop: answers with the drain's report) and `GET /admin/cluster`. Served on the
 //! operator listener only (`admin::listener`), never on the players'.
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{cluster::NodeInfo, publish, AdminToken, PublishError, PublishReport};
+use super::{cluster::NodeInfo, publish, AdminToken, PublishError, PublishOptions, PublishReport};
 use crate::session::Registry;
 
 /// Largest module body accepted (the runtime applies its own limit after).
@@ -139,6 +140,20 @@ async fn authorize(State(state): State<AdminState>, req: Request, next: Next) ->
 pub struct PublishQuery {
     #[serde(default)]
     pub policy: Option<String>,
+    /// Only validate and restore every live session into a scratch instance.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Make a `migrate` current even if its dry run failed for some sessions.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The 409 answer of a `migrate` whose dry run failed: `{code, message, report}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PublishRefused {
+    pub code: String,
+    pub message: String,
+    pub report: PublishReport,
 }
 
 async fn publish_module(
@@ -158,21 +173,36 @@ async fn publish_module(
             ))
         }
     };
+    let opts = PublishOptions {
+        policy,
+        dry_run: q.dry_run,
+        force: q.force,
+    };
+    let cluster = state.node.cluster.as_ref();
     publish(
         &state.registry,
         &state.runtime,
+        cluster,
         &game,
         body.to_vec(),
-        policy,
+        opts,
     )
     .await
     .map(Json)
     .map_err(|e| {
-        let status = match e {
-            PublishError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        error(status, e.code(), e.to_string())
+        let (code, message) = (e.code(), e.to_string());
+        match e {
+            PublishError::MigrationFailed(report) => {
+                let body = PublishRefused {
+                    code: code.to_owned(),
+                    message,
+                    report: *report,
+                };
+                (StatusCode::CONFLICT, Json(body)).into_response()
+            }
+            PublishError::Store(_) => error(StatusCode::INTERNAL_SERVER_ERROR, code, message),
+            _ => error(StatusCode::BAD_REQUEST, code, message),
+        }
     })
 }
 

@@ -3,7 +3,9 @@
 //! listener calls [`follow`], which makes the new module current here too and, with the
 //! `migrate` policy, swaps this node's live sessions of the game at their next event
 //! boundary, exactly as a local publish does. The publishing node finds its catalog
-//! already current and does nothing more.
+//! already current and does nothing more. (The publishing node's dry run already
+//! restored this node's sessions, read from the database, into the new rules:
+//! `admin::trial`; a record is only written if that passed or was forced.)
 
 use minotaur_state::SwapPolicy;
 
@@ -49,7 +51,7 @@ pub(super) async fn follow(h: &ClusterHandle, game: &str) {
             Ok(_) => migrated += 1,
             Err(f) => {
                 failed += 1;
-                tracing::warn!(session = %f.session, code = %f.code, message = %f.message, "session stays on the old rules");
+                tracing::warn!(session = %f.session, %game, code = %f.code, panic = f.panic.as_deref(), error = %f.message, "session stays on the old rules");
             }
         }
     }

@@ -29,6 +29,7 @@ mod durable;
 mod effects;
 mod guest;
 mod ownership;
+mod swap;
 mod ticker;
 mod vacancy;
 
@@ -56,7 +57,7 @@ use crate::{
     catalog::Game,
     protocol::{ErrorCode, GameValue, ServerMsg},
 };
-pub use durable::resume_stored;
+pub use durable::{resume_stored, stored_state};
 
 /// Most commands applied before the batch is committed and acknowledged.
 pub const MAX_BATCH: usize = 64;
@@ -361,6 +362,7 @@ impl Actor {
                 self.seats_changed();
             }
             Work::Cmd(Command::Migrate { game, reply }) => self.migrate(game, reply),
+            Work::Cmd(Command::Snapshot { reply }) => self.share_snapshot(reply),
             Work::Cmd(Command::HandOff { frozen, outcome }) => {
                 self.pending.push(Deferred::HandOff { frozen, outcome })
             }
@@ -433,7 +435,7 @@ impl Actor {
                 self.seats.remove(&player);
                 let _ = reply.send(Err(SessionError::Failed(e.code().to_owned())));
                 // The would-be player has no seat, so the rollback notice goes nowhere.
-                self.recover(e.code(), e.to_string(), Some(player), None);
+                self.recover(&e, Some(player), None);
             }
         }
     }

@@ -40,6 +40,11 @@ pub enum Command {
         game: Game,
         reply: oneshot::Sender<Result<u32, SwapFailure>>,
     },
+    /// A publish's dry run: the guest's current state and the rules version
+    /// that wrote it, taken at the next event boundary (the session goes on).
+    Snapshot {
+        reply: oneshot::Sender<Result<(Vec<u8>, u32), SwapFailure>>,
+    },
     /// Drain: finish the current batch durably, answer `frozen`, then wait for `outcome`
     /// without taking more work: `Some(url)` = the session moved there (tell the players,
     /// stop, drop it from this node's store), `None` = go on here.
@@ -188,15 +193,29 @@ impl SessionHandle {
     /// Hot-swap the session to `game`'s module; on failure it stays on its rules.
     pub async fn migrate(&self, game: Game) -> Result<u32, SwapFailure> {
         let (reply, rx) = oneshot::channel();
-        let gone = || SwapFailure {
+        if self.send(Command::Migrate { game, reply }).await.is_err() {
+            return Err(self.gone());
+        }
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    /// The session's current guest state and its rules version, for a dry
+    /// run of new rules (`admin::trial`); the session itself is untouched.
+    pub async fn snapshot(&self) -> Result<(Vec<u8>, u32), SwapFailure> {
+        let (reply, rx) = oneshot::channel();
+        if self.send(Command::Snapshot { reply }).await.is_err() {
+            return Err(self.gone());
+        }
+        rx.await.map_err(|_| self.gone())?
+    }
+
+    fn gone(&self) -> SwapFailure {
+        SwapFailure {
             session: self.id.clone(),
             code: "session_ended".into(),
             message: "the session is over".into(),
-        };
-        if self.send(Command::Migrate { game, reply }).await.is_err() {
-            return Err(gone());
+            panic: None,
         }
-        rx.await.map_err(|_| gone())?
     }
 
     /// Pause the session after its current batch is durable (see [`Command::HandOff`]);

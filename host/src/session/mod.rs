@@ -65,6 +65,10 @@ pub struct SwapFailure {
     pub session: String,
     pub code: String,
     pub message: String,
+    /// The guest's own panic message (cut to 1 KiB, control characters
+    /// escaped) when the new rules panicked; also inside `message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic: Option<String>,
 }
 
 /// A player's id within a session (also the guest's `PlayerId`).

@@ -87,6 +87,8 @@ pub struct TestNode {
     pub data_dir: tempfile::TempDir,
     pub games_dir: tempfile::TempDir,
     args: Vec<String>,
+    /// Where the node's stderr (its log) goes, if captured ([`TestNode::start_logged`]).
+    log: Option<PathBuf>,
 }
 
 impl TestNode {
@@ -99,7 +101,34 @@ impl TestNode {
     pub fn start_with(games: &[&str], args: &[&str]) -> TestNode {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let args = args.iter().map(|a| a.to_string()).collect();
-        TestNode::spawn(games_dir_with(games), data_dir, args)
+        TestNode::spawn(games_dir_with(games), data_dir, args, None)
+    }
+
+    /// [`TestNode::start_with`], the node's log (stderr, at `RUST_LOG=info`)
+    /// captured into a file that [`TestNode::wait_log`] reads.
+    pub fn start_logged(games: &[&str], args: &[&str]) -> TestNode {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let log = data_dir.path().join("node.log");
+        let args = args.iter().map(|a| a.to_string()).collect();
+        TestNode::spawn(games_dir_with(games), data_dir, args, Some(log))
+    }
+
+    /// The first line of the node's captured log that `pred` accepts, waiting
+    /// for it at most [`DEADLINE`].
+    pub async fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        let path = self.log.as_ref().expect("started with start_logged");
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| pred(l)) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < end,
+                "no such log line within {DEADLINE:?}; the log:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stop this process if it still runs (SIGKILL), then start a new node on
@@ -111,14 +140,26 @@ impl TestNode {
         let games_dir =
             std::mem::replace(&mut self.games_dir, tempfile::tempdir().expect("tempdir"));
         let args = std::mem::take(&mut self.args);
-        TestNode::spawn(games_dir, data_dir, args)
+        let log = self.log.take();
+        TestNode::spawn(games_dir, data_dir, args, log)
     }
 
     fn spawn(
         games_dir: tempfile::TempDir,
         data_dir: tempfile::TempDir,
         args: Vec<String>,
+        log: Option<PathBuf>,
     ) -> TestNode {
+        let (stderr, level) = match &log {
+            Some(path) => (
+                Stdio::from(std::fs::File::create(path).expect("log file")),
+                "info".to_owned(),
+            ),
+            None => (
+                Stdio::inherit(),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -127,12 +168,9 @@ impl TestNode {
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(&args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn minotaur");
         let stdout = child.stdout.take().expect("stdout");
@@ -171,6 +209,7 @@ impl TestNode {
             data_dir,
             games_dir,
             args,
+            log,
         }
     }
 
@@ -190,8 +229,20 @@ impl TestNode {
         policy: &str,
         token: Option<&str>,
     ) -> (u16, Value) {
+        self.publish_query(game, wasm, &format!("policy={policy}"), token)
+            .await
+    }
+
+    /// `POST /admin/games/{game}/modules?{query}` with `wasm`: `(status, body)`.
+    pub async fn publish_query(
+        &self,
+        game: &str,
+        wasm: Vec<u8>,
+        query: &str,
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = reqwest::Client::new()
-            .post(self.admin_http(&format!("/admin/games/{game}/modules?policy={policy}")))
+            .post(self.admin_http(&format!("/admin/games/{game}/modules?{query}")))
             .body(wasm);
         if let Some(t) = token {
             req = req.bearer_auth(t);

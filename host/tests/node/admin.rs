@@ -52,7 +52,7 @@ fn minotaur(args: &[&str], envs: &[(&str, &str)], deadline: Duration) -> Output 
 }
 
 /// [`minotaur`] from async code.
-async fn minotaur_async(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) async fn minotaur_async(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let envs: Vec<(String, String)> = envs
         .iter()
@@ -67,7 +67,7 @@ async fn minotaur_async(args: &[&str], envs: &[(&str, &str)]) -> Output {
     .expect("minotaur task")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

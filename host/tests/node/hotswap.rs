@@ -162,11 +162,12 @@ async fn a_restore_that_traps_leaves_sessions_on_their_rules() {
     let mut c1 = chaos_player(&node).await;
     let mut c2 = chaos_player(&node).await;
     c1.input_ok(json!({"do": "echo", "n": 2}), 1).await;
+    // Forced past its failed dry run (dry_run.rs), so the real swap runs and fails.
     let (status, report) = node
-        .publish(
+        .publish_query(
             "chaos",
             wasm("chaos-v2"),
-            "migrate",
+            "policy=migrate&force=true",
             Some(&node.admin_token()),
         )
         .await;
@@ -175,6 +176,12 @@ async fn a_restore_that_traps_leaves_sessions_on_their_rules() {
     let failed = report["failed"].as_array().expect("failures");
     assert_eq!(failed.len(), 2, "{report}");
     assert!(failed.iter().all(|f| f["code"] == "guest_trap"), "{report}");
+    assert!(
+        failed.iter().all(|f| f["panic"]
+            .as_str()
+            .is_some_and(|p| p.contains("asked to migrate from v1"))),
+        "{report}"
+    );
     // Play goes on, on v1, with the state intact.
     c1.input_ok(json!({"do": "echo", "n": 1}), 2).await;
     c1.recv_until(|m| m["type"] == "message" && m["data"]["count"] == 3)

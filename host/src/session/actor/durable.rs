@@ -1,16 +1,14 @@
 //! The session actor's durable side: committing each batch to the
-//! `SessionDoc` and the store writer, rebuilding an actor from a stored
-//! document after a restart, and swapping a live session to new rules at an
-//! event boundary. Called by the actor loop (`after_batch`, `Migrate`) and by
-//! `session::recovery` and cluster activation; the guest work of a resume and of
-//! a swap runs on the guest pool (`guest.rs`).
+//! `SessionDoc` and the store writer, and rebuilding an actor from a stored
+//! document after a restart. Called by the actor loop (`after_batch`) and by
+//! `session::recovery` and cluster activation; the guest work of a resume runs
+//! on the guest pool (`guest.rs`). Swapping rules is `swap.rs`.
 
 use std::collections::BTreeMap;
 
-use minotaur_abi::Restore;
 use minotaur_state::{Journal, JournalRecord, SeatRecord, SessionDoc, SessionMeta, SessionWrite};
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{mpsc, watch},
     task::JoinHandle,
 };
 
@@ -19,8 +17,7 @@ use crate::{
     catalog::Game,
     protocol::{ErrorCode, ServerMsg},
     session::{
-        persist::PersistError, Persist, SessionError, SessionHandle, SessionStatus, SwapFailure,
-        TokenHash,
+        persist::PersistError, Persist, SessionError, SessionHandle, SessionStatus, TokenHash,
     },
 };
 
@@ -57,6 +54,28 @@ pub(super) fn new_meta(id: &str, game: &Game, persist: &Persist, seed: u64) -> S
         ended: false,
         generation: 0,
     }
+}
+
+/// The state a stored session is at: its document's state (or the journal's
+/// legacy snapshot) restored into a scratch instance of `module` (the rules the
+/// document names), the journal replayed on it, its snapshot taken; with the
+/// rules version that wrote it. Nothing is registered or written: a publish's
+/// dry run reads sessions another node runs this way.
+pub async fn stored_state(
+    doc: &SessionDoc,
+    journal: Journal,
+    module: &minotaur_runtime::GameModule,
+) -> Result<(Vec<u8>, u32), SessionError> {
+    let corrupt = |e: minotaur_state::StateError| SessionError::Internal(e.to_string());
+    let meta = doc.meta().map_err(corrupt)?;
+    let base = match journal.snapshot {
+        Some((_, state)) => state,
+        None => doc.state().map_err(corrupt)?,
+    };
+    let events: Vec<_> = journal.records.into_iter().flat_map(|r| r.events).collect();
+    let (_, _, state) =
+        super::guest::restore_guest(module, base, meta.rules_version, events).await?;
+    Ok((state, meta.rules_version))
 }
 
 /// A session rebuilt from its stored document: the game module the document
@@ -364,90 +383,6 @@ impl Actor {
             let msg = format!("the game module failed ({CODE}): {message}; input not applied");
             self.send_to(player, ServerMsg::error(ErrorCode::SessionFailed, msg, seq));
         }
-        self.recover(CODE, message, None, None);
-    }
-
-    /// Move the session to `game`'s module at this event boundary: snapshot
-    /// the old instance, restore into a new one with `from_version` = the old
-    /// rules version; only if that works does the new instance replace the old
-    /// one. The reply waits for the commit; a failure keeps the old rules.
-    /// Runs inside the batch's guest-pool job, like every guest call.
-    pub(super) fn migrate(&mut self, game: Game, reply: oneshot::Sender<Result<u32, SwapFailure>>) {
-        let failure = |code: &str, message: String| SwapFailure {
-            session: self.id.clone(),
-            code: code.to_owned(),
-            message,
-        };
-        if self.ended {
-            let _ = reply.send(Err(failure("session_ended", "the session is over".into())));
-            return;
-        }
-        if game.module.hash() == self.game.module.hash() {
-            let _ = reply.send(Ok(self.rules_version));
-            return;
-        }
-        let state = match self.instance.snapshot() {
-            Ok(s) => s,
-            Err(e) => {
-                let f = failure(e.code(), format!("snapshot of the old rules: {e}"));
-                let _ = reply.send(Err(f));
-                self.recover(e.code(), e.to_string(), None, None);
-                return;
-            }
-        };
-        let mut fresh = match game.module.instantiate() {
-            Ok(i) => i,
-            Err(e) => {
-                let _ = reply.send(Err(failure(e.code(), e.to_string())));
-                return;
-            }
-        };
-        let restore = Restore {
-            state,
-            from_version: self.rules_version,
-        };
-        let out = match fresh.restore(&restore) {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::warn!(session = %self.id, code = e.code(), error = %e, "new rules failed to restore; keeping the old ones");
-                let _ = reply.send(Err(failure(e.code(), e.to_string())));
-                return;
-            }
-        };
-        if let Some(reason) = out.reject {
-            tracing::warn!(session = %self.id, %reason, "new rules rejected the state; keeping the old ones");
-            let _ = reply.send(Err(failure("restore_rejected", reason)));
-            return;
-        }
-        let new_state = match fresh.snapshot() {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = reply.send(Err(failure(
-                    e.code(),
-                    format!("snapshot of the new rules: {e}"),
-                )));
-                return;
-            }
-        };
-        let from = self.rules_version;
-        let info = game.module.info().clone();
-        self.instance = fresh;
-        self.game = game;
-        self.rules_version = info.rules_version;
-        self.max_players = info.max_players;
-        self.last_good = new_state;
-        self.replay.clear();
-        self.state_dirty = true;
-        self.failures_in_row = 0;
-        tracing::info!(session = %self.id, from, to = self.rules_version, "rules swapped");
-        self.broadcast(ServerMsg::Rules {
-            rules_version: self.rules_version,
-        });
-        self.deliver(out.effects);
-        self.publish_status();
-        self.pending.push(Deferred::Migrated {
-            reply,
-            rules_version: self.rules_version,
-        });
+        self.recover_with(CODE, message, None, None, None);
     }
 }

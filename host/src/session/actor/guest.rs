@@ -60,7 +60,16 @@ pub(super) async fn start_guest(
             GuestError::Instantiate(_) => SessionError::Overloaded,
             e => SessionError::Failed(e.code().to_owned()),
         })?;
-        let fail = |e: GuestError| SessionError::Failed(e.code().to_owned());
+        let fail = |e: GuestError| {
+            if let Some(panic) = e.panic_message() {
+                tracing::warn!(
+                    session = %init.session, game = %module.info().name,
+                    rules_version = module.info().rules_version, panic,
+                    "guest panicked starting a session"
+                );
+            }
+            SessionError::Failed(e.code().to_owned())
+        };
         let out = instance.init(&init).map_err(fail)?;
         if let Some(reason) = out.reject {
             return Err(SessionError::Rejected(reason));
@@ -152,7 +161,7 @@ impl Actor {
                     // The snapshot call itself failed: roll back to the previous
                     // good state plus this batch's events and keep acks pending
                     // for the next good snapshot.
-                    self.recover(e.code(), e.to_string(), None, None);
+                    self.recover(&e, None, None);
                 }
             }
         }
@@ -174,7 +183,7 @@ impl Actor {
                 Some(out)
             }
             Err(e) => {
-                self.recover(e.code(), e.to_string(), offender, seq);
+                self.recover(&e, offender, seq);
                 None
             }
         }
@@ -196,17 +205,28 @@ impl Actor {
 
     /// After a guest failure: the instance is poisoned. Rebuild it from the
     /// last good snapshot plus the replay log, or end the session.
-    pub(super) fn recover(
+    pub(super) fn recover(&mut self, e: &GuestError, offender: Option<PlayerId>, seq: Option<u64>) {
+        let panic = e.panic_message().map(str::to_owned);
+        self.recover_with(e.code(), e.to_string(), panic, offender, seq);
+    }
+
+    /// [`Actor::recover`] for a failure the host found (`code`, `error`), with
+    /// the guest's panic message if it gave one: logged with the session, game
+    /// and rules version, and put in the failing player's `session_failed`
+    /// (the detail an operator asks a player for).
+    pub(super) fn recover_with(
         &mut self,
         code: &'static str,
         error: String,
+        panic: Option<String>,
         offender: Option<PlayerId>,
         seq: Option<u64>,
     ) {
         self.failures_in_row += 1;
         crate::metrics::trap(code);
         tracing::warn!(
-            session = %self.id, code, %error,
+            session = %self.id, game = %self.game.name, rules_version = self.rules_version,
+            code, panic = panic.as_deref(), %error,
             in_a_row = self.failures_in_row, "guest failed"
         );
         let outcome = if self.failures_in_row >= MAX_FAILURES_IN_ROW {
@@ -214,11 +234,15 @@ impl Actor {
         } else {
             self.rebuild()
         };
+        let what = match &panic {
+            Some(p) => format!("{code}: the guest panicked: {p}"),
+            None => code.to_owned(),
+        };
         match outcome {
             Ok(()) => {
                 let msg = ServerMsg::error(
                     ErrorCode::SessionFailed,
-                    format!("the game module failed ({code}); the session rolled back"),
+                    format!("the game module failed ({what}); the session rolled back"),
                     seq,
                 );
                 match offender {
@@ -226,7 +250,7 @@ impl Actor {
                     None => self.broadcast(msg),
                 }
             }
-            Err(why) => self.fail_session(code, &why, offender, seq),
+            Err(why) => self.fail_session(code, &what, &why, offender, seq),
         }
     }
 
@@ -253,15 +277,17 @@ impl Actor {
         Ok(())
     }
 
+    /// `what` is the code with the guest's panic message, if any.
     fn fail_session(
         &mut self,
         code: &str,
+        what: &str,
         why: &str,
         offender: Option<PlayerId>,
         seq: Option<u64>,
     ) {
-        tracing::error!(session = %self.id, code, why, "session failed; ending it");
-        let message = format!("the game module failed ({code}) and the session ended: {why}");
+        tracing::error!(session = %self.id, game = %self.game.name, code, why, "session failed; ending it");
+        let message = format!("the game module failed ({what}) and the session ended: {why}");
         for (&player, seat) in &self.seats {
             if let Some(conn) = &seat.conn {
                 let seq = if Some(player) == offender { seq } else { None };
