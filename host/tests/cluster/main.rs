@@ -15,6 +15,7 @@ mod drain;
 mod outage;
 mod pause;
 mod placement;
+mod publish;
 mod rolling;
 mod routing;
 mod takeover;
