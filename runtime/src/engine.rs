@@ -12,6 +12,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, WasmFeatures};
 
 use crate::precheck::ALLOWED;
+use crate::throttle::Throttle;
 use crate::{GuestPool, Limits, RuntimeError};
 
 /// Wasm page size: memory sizes are whole pages.
@@ -29,8 +30,8 @@ pub(crate) const TABLE_ELEMENTS: usize = 10_000;
 pub(crate) struct EngineShared {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
-    /// `set_epoch_deadline` argument that gives a call `limits.call_timeout`.
-    pub(crate) deadline_ticks: u64,
+    /// Every call's deadline: the call timeout in wall time, slowed down past its grace.
+    pub(crate) throttle: Throttle,
     /// Where guest calls and compiles run (off the host's async workers).
     pub(crate) pool: GuestPool,
     ticker: Option<Ticker>,
@@ -51,18 +52,19 @@ impl EngineShared {
         let engine = Engine::new(&engine_config(&limits))
             .map_err(|e| RuntimeError::Config(format!("{e:#}")))?;
         let tick = tick_interval(limits.call_timeout);
-        // An epoch deadline of n ticks fires after between (n-1) and n tick
-        // periods (the first tick may come at once), so one extra tick makes
-        // the timeout a lower bound: a call gets at least `call_timeout` and at
-        // most `call_timeout + tick`.
-        let deadline_ticks = limits.call_timeout.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+        // A call gets at least `call_timeout` (wall time) and at most about one tick more
+        // (`throttle`: checked at every deadline).
+        let throttle = Throttle {
+            timeout: limits.call_timeout,
+            tick,
+        };
         let pool = GuestPool::new(pool_threads(&limits), "minotaur-guest")
             .map_err(|e| RuntimeError::Pool(e.to_string()))?;
         let ticker = Ticker::spawn(engine.clone(), tick)?;
         Ok(Arc::new(EngineShared {
             engine,
             limits,
-            deadline_ticks,
+            throttle,
             pool,
             ticker: Some(ticker),
         }))

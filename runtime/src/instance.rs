@@ -2,7 +2,7 @@
 //! the host side (alloc, write, call, bounds-check the returned region, decode).
 //! The session actor owns one `GuestInstance`; this is its hot path.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use minotaur_abi::{unpack_region, Event, GameInfo, Init, Output, Restore};
 use serde::{de::DeserializeOwned, Serialize};
@@ -90,6 +90,8 @@ pub(crate) struct StoreData {
     max_memory_bytes: usize,
     memory_denied: bool,
     panic: Option<String>,
+    /// When the running call started (its timeout is wall time; `throttle`).
+    call_started: Instant,
 }
 
 impl StoreData {
@@ -163,11 +165,14 @@ impl GuestInstance {
             max_memory_bytes: shared.limits.max_memory_bytes,
             memory_denied: false,
             panic: None,
+            call_started: Instant::now(),
         };
         let mut store = Store::new(&shared.engine, data);
         store.limiter(|d| d as &mut dyn ResourceLimiter);
+        let throttle = shared.throttle;
+        store.epoch_deadline_callback(move |ctx| Ok(throttle.on_deadline(ctx.data().call_started)));
         // A start function is guest code too: give it the same deadline.
-        store.set_epoch_deadline(shared.deadline_ticks);
+        store.set_epoch_deadline(shared.throttle.first_deadline());
         let instance = match module.pre.instantiate(&mut store) {
             Ok(instance) => instance,
             Err(e) if e.downcast_ref::<Trap>().is_some() || store.data().memory_denied => {
@@ -318,8 +323,9 @@ impl GuestInstance {
         pick: fn(&Funcs) -> &TypedFunc<P, R>,
         params: P,
     ) -> Result<R, GuestError> {
+        self.store.data_mut().call_started = Instant::now();
         self.store
-            .set_epoch_deadline(self.module.shared.deadline_ticks);
+            .set_epoch_deadline(self.module.shared.throttle.first_deadline());
         pick(&self.funcs)
             .call(&mut self.store, params)
             .map_err(|e| classify(&self.store, e))

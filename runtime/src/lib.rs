@@ -17,7 +17,9 @@
 //! - [`GuestPool`] (one per runtime, reached through [`Runtime::pool`] and
 //!   [`GameModule::pool`]) is where every guest call and compile runs: the
 //!   host moves an instance into a pool job and awaits it, so a guest that
-//!   spins until its deadline never occupies an async worker thread.
+//!   spins until its deadline never occupies an async worker thread. A call that
+//!   runs past 10 ms sleeps a tick at every tick (`throttle`): a looping guest
+//!   takes at most half a core until its timeout.
 //! - A [`GuestInstance`] is owned by one session actor. Each call (`init`,
 //!   `event`, `snapshot`, `restore`) writes the MessagePack message into a
 //!   region from `minotaur_alloc` (the guest owns and frees it), calls the
@@ -35,6 +37,7 @@ mod panic_import;
 mod pool;
 mod precheck;
 mod runtime;
+mod throttle;
 mod validate;
 
 pub use error::{GuestError, LoadError, RuntimeError};

@@ -95,6 +95,47 @@ fn infinite_loop_times_out_and_the_runtime_goes_on() {
     assert_eq!(fresh.snapshot().unwrap(), vec![0]);
 }
 
+/// CPU time this thread has run, from the kernel's scheduler statistics (Linux).
+#[cfg(target_os = "linux")]
+fn thread_cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let ns: u64 = s.split_whitespace().next().unwrap().parse().unwrap();
+    Duration::from_nanos(ns)
+}
+
+/// A guest that loops keeps its wall-time deadline but gives the CPU back past its first
+/// 10 ms: it sleeps a tick at every tick, so it runs at most about half the time. (A busy
+/// machine only lowers the share it gets; the bound cannot be met by chance.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_looping_guest_gets_at_most_half_a_core_past_its_grace() {
+    let limits = Limits {
+        call_timeout: Duration::from_millis(400),
+        ..small_limits()
+    };
+    let rt = Runtime::new(limits).unwrap();
+    let spin = Guest {
+        event_body: "(loop $spin (br $spin)) unreachable".into(),
+        ..Guest::default()
+    };
+    let mut g = instance(&rt, &spin);
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let err = g.event(&join()).unwrap_err();
+    let (wall, cpu) = (wall.elapsed(), thread_cpu() - cpu);
+    assert!(matches!(err, GuestError::Timeout), "{err:?}");
+    assert!(
+        wall >= Duration::from_millis(400),
+        "deadline fired early: {wall:?}"
+    );
+    // Full speed for 10 ms, then at most one tick (20 ms here) of running per tick of
+    // sleep: ≤ 10 + 390 / 2 = 205 ms of CPU in 400 ms; 280 leaves room for the ticks'
+    // jitter, and an unthrottled loop would take ≈ 400.
+    assert!(
+        cpu < Duration::from_millis(280),
+        "a looping guest ran {cpu:?} of CPU in {wall:?}"
+    );
+}
+
 #[test]
 fn deadline_is_per_call_not_per_instance() {
     let limits = Limits {
