@@ -126,6 +126,14 @@ impl Db {
     /// Applies the migrations this build has and the database lacks (under sqlx's advisory
     /// lock, so nodes starting together migrate once). Refuses a newer schema.
     pub async fn migrate(&self) -> Result<i64, DbError> {
+        // One direct connection first: a pool that cannot connect only says "timed out";
+        // this says why (connection refused, unknown host, authentication, no such
+        // database).
+        use sqlx::Connection;
+        let direct =
+            sqlx::postgres::PgConnection::connect_with(self.pool.connect_options().as_ref())
+                .await?;
+        let _ = direct.close().await;
         let (found, known) = (self.schema_version().await?, Db::known_version());
         if found > known {
             return Err(DbError::SchemaTooNew { found, known });

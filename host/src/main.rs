@@ -217,7 +217,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             let idle = config.cluster.timing().lease / 2;
             let db = Db::connect_lazy_with(&url, Some(idle)).context("the --database-url")?;
             let version = db.migrate().await.context(
-                "preparing the cluster database (is PostgreSQL reachable at --database-url?)",
+                "preparing the cluster database at --database-url",
             )?;
             tracing::info!(schema = version, "cluster database ready");
             (
@@ -470,6 +470,16 @@ async fn drain(admin: AdminArgs) -> anyhow::Result<()> {
     let r = admin.request("POST", "/admin/drain", &[]).await?;
     println!("{}", String::from_utf8_lossy(&r.body));
     anyhow::ensure!(r.ok(), "drain failed with HTTP {}", r.status);
+    // Sessions that could not be handed over (no other serving node): a failure to the
+    // operator's script too, as with publish.
+    let failed = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["failed"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} sessions were not handed over (see `failed`); they stay with this node id"
+    );
     Ok(())
 }
 

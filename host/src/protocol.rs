@@ -149,6 +149,9 @@ pub enum ErrorCode {
     /// This node is draining: it takes no new sessions.
     Draining,
     Overloaded,
+    /// Cluster mode: the database (directory) cannot be reached right now; nothing was
+    /// changed, try again in a moment.
+    Unavailable,
     /// Too many open connections from this client's address.
     TooManyConnections,
     /// The node has as many open connections as it takes.
@@ -161,7 +164,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of docs/PROTOCOL.md's table.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::FrameTooLarge,
@@ -179,6 +182,7 @@ impl ErrorCode {
         ErrorCode::SessionMoved,
         ErrorCode::Draining,
         ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
         ErrorCode::TooManyConnections,
         ErrorCode::NodeBusy,
         ErrorCode::SessionRateLimited,
@@ -206,6 +210,7 @@ impl ErrorCode {
             ErrorCode::SessionMoved => "session_moved",
             ErrorCode::Draining => "draining",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::NodeBusy => "node_busy",
             ErrorCode::SessionRateLimited => "session_rate_limited",

@@ -117,7 +117,11 @@ async fn authorize(State(state): State<AdminState>, req: Request, next: Next) ->
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme is case-insensitive (RFC 7235 §2.1): `bearer`, `BEARER` work too.
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(|t| -> [u8; 32] { Sha256::digest(t.trim().as_bytes()).into() });
     // Comparing hashes byte by byte without early exit leaks nothing useful.
     let ok = given.is_some_and(|g| {

@@ -146,6 +146,7 @@ async fn plan(cluster: &ClusterHandle, ids: Vec<String>, report: &mut DrainRepor
         .collect();
     if targets.is_empty() {
         for id in ids {
+            tracing::warn!(session = %id, why = "no other serving node", "drain: session not handed over");
             report.failed.push((id, "no other serving node".into()));
         }
         return Vec::new();

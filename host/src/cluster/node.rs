@@ -242,8 +242,16 @@ impl ClusterHandle {
     /// Where a session this node's registry does not know is, per the directory: another
     /// node (its websocket URL), or this one — then it is started here before answering
     /// (a hand-off whose notification has not been swept yet). `None`: ended or unknown.
+    /// `Unavailable`: the directory could not be read, or the session it names here could
+    /// not be started — never reported as unknown (a client gives up on those).
     pub async fn route(&self, session: &str) -> Option<Route> {
-        let at = self.db().locate(session).await.ok().flatten()?;
+        let at = match self.db().locate(session).await {
+            Ok(at) => at?,
+            Err(e) => {
+                tracing::debug!(%session, error = %e, "route: directory unreachable");
+                return Some(Route::Unavailable);
+            }
+        };
         if at.ended {
             return None;
         }
@@ -278,7 +286,7 @@ impl ClusterHandle {
             Ok(false) => None,
             Err(e) => {
                 tracing::warn!(%session, error = %e, "session routed here did not start");
-                None
+                Some(Route::Unavailable)
             }
         }
     }
@@ -288,6 +296,8 @@ impl ClusterHandle {
 pub enum Route {
     Here,
     Moved(String),
+    /// Not known now (the database is unreachable): try again.
+    Unavailable,
 }
 
 /// Held while a session is being activated.

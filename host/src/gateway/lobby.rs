@@ -184,7 +184,7 @@ impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         let status = match &e {
             SessionError::UnknownGame(_) | SessionError::UnknownSession(_) => StatusCode::NOT_FOUND,
-            SessionError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::Overloaded | SessionError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::Rejected(_) | SessionError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             SessionError::Full | SessionError::Ended => StatusCode::CONFLICT,
             SessionError::BadToken => StatusCode::FORBIDDEN,

@@ -487,7 +487,15 @@ impl Connection {
             Route::Moved(url) => Some(Elsewhere::Moved(
                 self.send_flow(ServerMsg::Moved { session, url }).await,
             )),
+            Route::Unavailable => Some(Elsewhere::Moved(self.unavailable_error().await)),
         }
+    }
+
+    /// The cluster's database cannot be reached: where a session is (or whether one can be
+    /// created) is not known now; nothing changed, the client tries again.
+    async fn unavailable_error(&mut self) -> Flow {
+        let msg = "the cluster's database cannot be reached right now; nothing was changed, try again in a moment";
+        self.error(ErrorCode::Unavailable, msg, None).await
     }
 
     async fn session_error(&mut self, e: SessionError, seq: Option<u64>) -> Flow {
@@ -502,7 +510,7 @@ impl Connection {
 
 /// Where a session unknown to this node's registry turned out to be.
 enum Elsewhere {
-    /// Another node serves it: `moved` was sent.
+    /// Another node serves it: `moved` was sent (or `unavailable`: nobody can tell now).
     Moved(Flow),
     /// This node owns it and has just started it.
     Here,

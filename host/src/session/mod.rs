@@ -194,6 +194,8 @@ pub enum SessionError {
     Failed(String),
     #[error("this node cannot take more sessions")]
     Overloaded,
+    #[error("the cluster's database cannot be reached right now; nothing was changed, try again in a moment")]
+    Unavailable,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -209,6 +211,7 @@ impl SessionError {
             SessionError::Ended => ErrorCode::SessionEnded,
             SessionError::Failed(_) => ErrorCode::SessionFailed,
             SessionError::Overloaded => ErrorCode::Overloaded,
+            SessionError::Unavailable => ErrorCode::Unavailable,
             SessionError::Internal(_) => ErrorCode::Internal,
         }
     }

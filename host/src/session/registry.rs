@@ -144,6 +144,11 @@ impl Registry {
             .catalog
             .get(game)
             .ok_or_else(|| SessionError::UnknownGame(game.to_owned()))?;
+        // Cluster mode with the database out of reach: the new session could not become
+        // durable (its id would never be answered); say so now instead of hanging.
+        if self.inner.persist.writer.unavailable() {
+            return Err(SessionError::Unavailable);
+        }
         let starting = {
             let mut st = self.state();
             if st.closed || st.sessions.len() + st.starting >= self.inner.max_sessions {

@@ -127,3 +127,69 @@ async fn short_database_outages_leave_every_session_with_one_server() {
     }
     fleet.finish(&cluster).await;
 }
+
+/// While the database is down a node cannot tell where a session it does not serve is:
+/// `resume` and `join` by id through it answer `unavailable` (try again) — never
+/// `bad_token` or `unknown_session`, which a client takes as final — and `create` answers
+/// `unavailable` instead of hanging. Once the database is back, the same requests are sent
+/// on to the owner (`moved`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_the_database_says_unavailable_not_unknown() {
+    use serde_json::json;
+
+    use crate::common::{Client, Enc};
+
+    let cluster = TestCluster::start(2).await;
+    let (a, b) = (cluster.nodes[0].ws_url(), cluster.nodes[1].ws_url());
+    let mut p = Client::connect_url(&a, Enc::Json).await;
+    p.send(json!({"type": "create", "game": "tictactoe"})).await;
+    let session = p.recv_type("created").await["session"]
+        .as_str()
+        .expect("a session id")
+        .to_owned();
+    let joined = p
+        .join(json!({"type": "join", "session": session, "name": "x"}))
+        .await;
+    let token = joined["token"].as_str().expect("a token").to_owned();
+    // Served by n1 (placement is off in the harness).
+    assert_eq!(cluster.directory().await[&session].owner, "n1", "{joined}");
+
+    tokio::task::block_in_place(|| cluster.pg.stop());
+    let mut q = Client::connect_url(&b, Enc::Json).await;
+    q.send(json!({"type": "resume", "token": token})).await;
+    let r = q.recv_type("error").await;
+    assert_eq!(r["code"], "unavailable", "resume through n2: {r}");
+    q.send(json!({"type": "join", "session": session, "name": "o"}))
+        .await;
+    let r = q.recv_type("error").await;
+    assert_eq!(r["code"], "unavailable", "join through n2: {r}");
+    // A create needs the database to become durable: refused at once once the node's
+    // writer has found it unreachable (n1's session writes do), never left hanging.
+    let b_url = b.clone();
+    wait_until(
+        Duration::from_secs(30),
+        "a create through n2 answered `unavailable`",
+        || {
+            let b_url = b_url.clone();
+            async move {
+                let mut x = Client::connect_url(&b_url, Enc::Json).await;
+                x.send(json!({"type": "create", "game": "tictactoe"})).await;
+                match tokio::time::timeout(Duration::from_secs(3), x.recv_type("error")).await {
+                    Ok(e) => {
+                        assert_eq!(e["code"], "unavailable", "{e}");
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        },
+    )
+    .await;
+
+    tokio::task::block_in_place(|| cluster.pg.start_server());
+    all_ready(&cluster).await;
+    let mut q = Client::connect_url(&b, Enc::Json).await;
+    q.send(json!({"type": "resume", "token": token})).await;
+    let m = q.recv_type("moved").await;
+    assert_eq!(m["url"], a.as_str(), "{m}");
+}

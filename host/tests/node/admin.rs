@@ -127,6 +127,21 @@ async fn operator_routes_answer_only_on_the_operator_listener() {
         .await
         .unwrap();
     assert_eq!(sessions, json!([]));
+    // The scheme is case-insensitive (RFC 7235); another scheme is refused.
+    for (header, status) in [
+        (format!("bearer {token}"), 200),
+        (format!("BEARER {token}"), 200),
+        (format!("Basic {token}"), 401),
+        (format!("Bearer{token}"), 401),
+    ] {
+        let resp = http
+            .get(node.admin_http("/admin/sessions"))
+            .header("authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{}", &header[..8]);
+    }
     let resp = http
         .get(node.admin_http("/admin/cluster"))
         .send()
