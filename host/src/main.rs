@@ -216,9 +216,10 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             // A transaction idle for half a lease belongs to a paused or stalled node.
             let idle = config.cluster.timing().lease / 2;
             let db = Db::connect_lazy_with(&url, Some(idle)).context("the --database-url")?;
-            let version = db.migrate().await.context(
-                "preparing the cluster database at --database-url",
-            )?;
+            let version = db
+                .migrate()
+                .await
+                .context("preparing the cluster database at --database-url")?;
             tracing::info!(schema = version, "cluster database ready");
             (
                 Backend::Cluster {

@@ -140,6 +140,10 @@ async fn create(
             message: "this node is draining and takes no new sessions".into(),
         });
     }
+    if app.cluster.as_ref().is_some_and(|c| !c.gate().valid()) {
+        // No lease: the database is out of reach, nothing new can become durable.
+        return Err(SessionError::Unavailable.into());
+    }
     let handle = app.registry.create(&req.game, req.config.as_ref()).await?;
     // Durable (in a cluster: in the directory) before the id is handed out.
     handle.persisted().await?;

@@ -307,6 +307,9 @@ impl Connection {
                 if self.draining() {
                     return self.draining_error().await;
                 }
+                if self.cut_off() {
+                    return self.unavailable_error().await;
+                }
                 if let Some(wait) = self
                     .client
                     .and_then(|ip| self.app.creations.charge(ip).err())
@@ -365,6 +368,7 @@ impl Connection {
                     }
                     // Quick-match may start a session: not on a draining node.
                     (None, Some(_)) if self.draining() => return self.draining_error().await,
+                    (None, Some(_)) if self.cut_off() => return self.unavailable_error().await,
                     (None, Some(game)) => registry.quick_match(&game, name, conn).await,
                     (None, None) => {
                         return self
@@ -467,6 +471,12 @@ impl Connection {
             .cluster
             .as_ref()
             .is_some_and(|c| c.state() == crate::cluster::NodeState::Draining)
+    }
+
+    /// Cluster mode without a valid lease (the database is out of reach): nothing new can
+    /// become durable here now.
+    fn cut_off(&self) -> bool {
+        self.app.cluster.as_ref().is_some_and(|c| !c.gate().valid())
     }
 
     /// Refuses a new session on a draining node; the client should go to another node.

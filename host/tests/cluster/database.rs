@@ -164,7 +164,7 @@ async fn a_node_cut_from_the_database_says_unavailable_not_unknown() {
     let r = q.recv_type("error").await;
     assert_eq!(r["code"], "unavailable", "join through n2: {r}");
     // A create needs the database to become durable: refused at once once the node's
-    // writer has found it unreachable (n1's session writes do), never left hanging.
+    // lease has lapsed (or its writer found the database gone), never left hanging.
     let b_url = b.clone();
     wait_until(
         Duration::from_secs(30),
