@@ -54,12 +54,14 @@ impl EngineShared {
         let tick = tick_interval(limits.call_timeout);
         // A call gets at least `call_timeout` (wall time) and at most about one tick more
         // (`throttle`: checked at every deadline).
+        let pool = GuestPool::new(pool_threads(&limits), "minotaur-guest")
+            .map_err(|e| RuntimeError::Pool(e.to_string()))?;
         let throttle = Throttle {
             timeout: limits.call_timeout,
             tick,
+            pool: pool.clone(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let pool = GuestPool::new(pool_threads(&limits), "minotaur-guest")
-            .map_err(|e| RuntimeError::Pool(e.to_string()))?;
         let ticker = Ticker::spawn(engine.clone(), tick)?;
         Ok(Arc::new(EngineShared {
             engine,

@@ -169,7 +169,7 @@ impl GuestInstance {
         };
         let mut store = Store::new(&shared.engine, data);
         store.limiter(|d| d as &mut dyn ResourceLimiter);
-        let throttle = shared.throttle;
+        let throttle = shared.throttle.clone();
         store.epoch_deadline_callback(move |ctx| Ok(throttle.on_deadline(ctx.data().call_started)));
         // A start function is guest code too: give it the same deadline.
         store.set_epoch_deadline(shared.throttle.first_deadline());

@@ -18,8 +18,8 @@
 //!   [`GameModule::pool`]) is where every guest call and compile runs: the
 //!   host moves an instance into a pool job and awaits it, so a guest that
 //!   spins until its deadline never occupies an async worker thread. A call that
-//!   runs past 10 ms sleeps a tick at every tick (`throttle`): a looping guest
-//!   takes at most half a core until its timeout.
+//!   runs past 10 ms while guest calls outnumber the cores sleeps a tick at
+//!   every tick (`throttle`): looping guests take at most half a core each.
 //! - A [`GuestInstance`] is owned by one session actor. Each call (`init`,
 //!   `event`, `snapshot`, `restore`) writes the MessagePack message into a
 //!   region from `minotaur_alloc` (the guest owns and frees it), calls the

@@ -1,9 +1,11 @@
-//! Long guest calls give the CPU back. A call runs at full speed for its first [`GRACE`];
-//! after that, whenever its epoch deadline fires (every tick of the engine's ticker) it
-//! sleeps one tick before going on, so a guest that loops until its call timeout takes at
-//! most half of a core, and the node's other sessions, its network tasks and its store
-//! writer keep the rest — on a 2-core machine four looping guests would otherwise take
-//! both cores (issue #12: the bystander bench).
+//! Long guest calls give the CPU back when guest work outnumbers the cores. A call runs at
+//! full speed for its first [`GRACE`]; after that, whenever its epoch deadline fires (every
+//! tick of the engine's ticker) it checks the guest pool: if more calls are running or
+//! waiting than the machine has cores, it sleeps one tick before going on, so looping
+//! guests take at most half a core each and the node's other sessions, its network tasks
+//! and its store writer keep the rest — on a 2-core machine four looping guests would
+//! otherwise take both cores (issue #12: the bystander bench). A long call with the cores
+//! to itself (a heavy tick, a memory-hungry restore) is never slowed.
 //!
 //! Invariants: the call timeout stays **wall time**, sleeps included: a call is
 //! interrupted at the first deadline check at or after `call_timeout` since it started
@@ -15,14 +17,19 @@ use std::time::{Duration, Instant};
 
 use wasmtime::UpdateDeadline;
 
+use crate::GuestPool;
+
 /// Full speed for this long at the start of every call.
 pub(crate) const GRACE: Duration = Duration::from_millis(10);
 
-/// The throttle of one engine: its call timeout and ticker period.
-#[derive(Debug, Clone, Copy)]
+/// The throttle of one engine: its call timeout, ticker period, and where to see the
+/// demand for guest time.
+#[derive(Clone)]
 pub(crate) struct Throttle {
     pub(crate) timeout: Duration,
     pub(crate) tick: Duration,
+    pub(crate) pool: GuestPool,
+    pub(crate) cores: usize,
 }
 
 impl Throttle {
@@ -34,12 +41,21 @@ impl Throttle {
         until.as_nanos().div_ceil(self.tick.as_nanos()) as u64 + 1
     }
 
+    /// More guest calls running or queued than there are cores.
+    fn contended(&self) -> bool {
+        self.pool.busy() + self.pool.queued() > self.cores
+    }
+
     /// Called by wasmtime when a call's deadline fires: interrupt it if its time is up,
-    /// otherwise sleep a tick (less if the timeout comes sooner) and let it run one more.
+    /// otherwise — if guest work is contended — sleep a tick (less if the timeout comes
+    /// sooner), and let it run one more tick.
     pub(crate) fn on_deadline(&self, started: Instant) -> UpdateDeadline {
         let ran = started.elapsed();
         if ran >= self.timeout {
             return UpdateDeadline::Interrupt;
+        }
+        if !self.contended() {
+            return UpdateDeadline::Continue(1);
         }
         std::thread::sleep(self.tick.min(self.timeout - ran));
         if started.elapsed() >= self.timeout {
@@ -53,27 +69,33 @@ impl Throttle {
 mod tests {
     use super::*;
 
+    fn throttle(timeout: Duration, tick: Duration) -> Throttle {
+        Throttle {
+            timeout,
+            tick,
+            pool: GuestPool::new(1, "throttle-test").unwrap(),
+            cores: 2,
+        }
+    }
+
     #[test]
     fn the_first_deadline_covers_the_grace_or_the_timeout() {
-        let t = Throttle {
-            timeout: Duration::from_millis(100),
-            tick: Duration::from_millis(5),
-        };
+        let t = throttle(Duration::from_millis(100), Duration::from_millis(5));
         assert_eq!(t.first_deadline(), 3);
-        let short = Throttle {
-            timeout: Duration::from_millis(4),
-            tick: Duration::from_millis(1),
-        };
+        let short = throttle(Duration::from_millis(4), Duration::from_millis(1));
         assert_eq!(short.first_deadline(), 5);
     }
 
     #[test]
-    fn a_call_past_its_timeout_is_interrupted_without_sleeping() {
-        let t = Throttle {
-            timeout: Duration::from_millis(1),
-            tick: Duration::from_secs(60),
-        };
+    fn a_call_past_its_timeout_is_interrupted_and_an_uncontended_one_goes_on() {
+        let t = throttle(Duration::from_millis(1), Duration::from_secs(60));
         let started = Instant::now() - Duration::from_millis(2);
         assert!(matches!(t.on_deadline(started), UpdateDeadline::Interrupt));
+        // Nothing else in the pool: no sleep (a 60 s tick would hang this test).
+        let t = throttle(Duration::from_secs(60), Duration::from_secs(60));
+        assert!(matches!(
+            t.on_deadline(Instant::now()),
+            UpdateDeadline::Continue(1)
+        ));
     }
 }
