@@ -1,7 +1,9 @@
 //! The player protocol (docs/PROTOCOL.md) as Rust types: what clients send,
 //! what the node answers, the stable error codes, and the JSON ⇄ MessagePack
 //! transcoding of game payloads. Used by the gateway, the session actor, the
-//! tests and any Rust client.
+//! tests and any Rust client (the node re-exports it as `minotaur_host::protocol`);
+//! a crate of its own, on serde alone, so that the fuzz targets (`fuzz/`) build it
+//! without the node. Invariant: decoding never panics, whatever the bytes.
 
 use serde::{Deserialize, Serialize};
 
