@@ -223,6 +223,14 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// How deep a MessagePack frame or guest payload may nest (arrays, maps, and the
+/// strings in them count a level each), the message itself included. JSON frames have
+/// the same bound (serde_json's recursion limit, 128), guest state too (`minotaur-state`).
+/// Deeper values are refused before they are built into anything recursive: turning a
+/// value ~500 levels deep into a message overflows a 2 MiB tokio worker stack, which
+/// aborts the whole node (found while fuzzing, see `fuzz/`).
+pub const MAX_DEPTH: usize = 128;
+
 /// Why a client frame could not be turned into a [`ClientMsg`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -230,15 +238,38 @@ pub enum DecodeError {
     BadFrame(String),
     #[error("unknown message type `{0}`")]
     UnknownType(String),
+    /// The frame nests deeper than [`MAX_DEPTH`] (a `bad_frame` for the client).
+    #[error("the message nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
 }
 
 impl DecodeError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::BadFrame(_) => ErrorCode::BadFrame,
+            DecodeError::BadFrame(_) | DecodeError::TooDeep => ErrorCode::BadFrame,
             DecodeError::UnknownType(_) => ErrorCode::UnknownType,
         }
     }
+}
+
+/// Why MessagePack from a guest is not a game value.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("invalid MessagePack: {0}")]
+    Invalid(String),
+    /// The value nests deeper than [`MAX_DEPTH`].
+    #[error("the value nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// One MessagePack value from the front of `rd`, at most [`MAX_DEPTH`] levels deep.
+fn read_bounded(rd: &mut &[u8]) -> Result<rmpv::Value, ValueError> {
+    // rmpv counts two per level (the value, then its array or map body) and one more
+    // for a string's body.
+    rmpv::decode::read_value_with_max_depth(rd, 2 * MAX_DEPTH + 2).map_err(|e| match e {
+        rmpv::decode::Error::DepthLimitExceeded => ValueError::TooDeep,
+        e => ValueError::Invalid(e.to_string()),
+    })
 }
 
 /// Decode one client frame. The frame is first read as a neutral value so a
@@ -249,8 +280,10 @@ pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeErr
             .map_err(|e| DecodeError::BadFrame(format!("invalid JSON: {e}")))?,
         Encoding::MsgPack => {
             let mut rd = frame;
-            let v = rmpv::decode::read_value(&mut rd)
-                .map_err(|e| DecodeError::BadFrame(format!("invalid MessagePack: {e}")))?;
+            let v = read_bounded(&mut rd).map_err(|e| match e {
+                ValueError::TooDeep => DecodeError::TooDeep,
+                e => DecodeError::BadFrame(e.to_string()),
+            })?;
             if !rd.is_empty() {
                 return Err(DecodeError::BadFrame(
                     "trailing bytes after the MessagePack value".into(),
@@ -286,7 +319,11 @@ pub fn peek_input_seq(frame: &[u8], enc: Encoding) -> Option<u64> {
     }
     let peek: Peek = match enc {
         Encoding::Json => serde_json::from_slice(frame).ok()?,
-        Encoding::MsgPack => rmp_serde::from_slice(frame).ok()?,
+        Encoding::MsgPack => {
+            let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+            de.set_max_depth(MAX_DEPTH);
+            Peek::deserialize(&mut de).ok()?
+        }
     };
     peek.seq.filter(|_| peek.ty.as_deref() == Some("input"))
 }
@@ -316,14 +353,14 @@ pub fn value_to_msgpack(v: &GameValue) -> Vec<u8> {
     out
 }
 
-/// MessagePack bytes from the guest as a game value. Empty bytes are `nil`
-/// (games may send an empty `detail`).
-pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, String> {
+/// MessagePack bytes from the guest as a game value, at most [`MAX_DEPTH`] levels
+/// deep. Empty bytes are `nil` (games may send an empty `detail`).
+pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, ValueError> {
     if bytes.is_empty() {
         return Ok(GameValue::Nil);
     }
     let mut rd = bytes;
-    rmpv::decode::read_value(&mut rd).map_err(|e| e.to_string())
+    read_bounded(&mut rd)
 }
 
 #[cfg(test)]
@@ -451,6 +488,67 @@ mod tests {
         );
         assert_eq!(code(&[0xc1], Encoding::MsgPack), ErrorCode::BadFrame);
         assert_eq!(code(&[0x81, 0xa1], Encoding::MsgPack), ErrorCode::BadFrame);
+    }
+
+    /// `[[[…1]]]` as MessagePack, `depth` arrays deep.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut v = vec![0x91; depth];
+        v.push(0x01);
+        v
+    }
+
+    /// Regression (fuzzing): a 520-byte binary frame nesting 500 arrays overflowed the
+    /// 2 MiB stack of a (debug) worker thread while it became a `ClientMsg`, which aborts
+    /// the node. Deep frames are now `bad_frame` before anything recursive runs; this
+    /// test runs on a 2 MiB test thread, as it did when it crashed.
+    #[test]
+    fn deeply_nested_frames_are_bad_frames_not_stack_overflows() {
+        for depth in [500, 1000, 5000] {
+            let mut frame = b"\x82\xa4type\xa5input\xa4data".to_vec();
+            frame.extend(nested(depth));
+            let err = decode_client(&frame, Encoding::MsgPack).unwrap_err();
+            assert!(matches!(err, DecodeError::TooDeep), "{err:?}");
+            assert_eq!(err.code(), ErrorCode::BadFrame);
+            frame.extend(b"\xa3seq\x07");
+            frame[0] = 0x83;
+            assert_eq!(peek_input_seq(&frame, Encoding::MsgPack), None);
+            let json = format!(
+                r#"{{"type":"input","data":{}1{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            assert!(decode_client(json.as_bytes(), Encoding::Json).is_err());
+        }
+        // Guest payloads: the same bound.
+        assert!(matches!(
+            msgpack_to_value(&nested(1000)),
+            Err(ValueError::TooDeep)
+        ));
+        // What a game really sends still goes through, JSON and MessagePack alike.
+        let mut frame = b"\x83\xa4type\xa5input\xa3seq\x07\xa4data".to_vec();
+        frame.extend(nested(100));
+        assert!(decode_client(&frame, Encoding::MsgPack).is_ok());
+        assert_eq!(peek_input_seq(&frame, Encoding::MsgPack), Some(7));
+        assert!(msgpack_to_value(&nested(100)).is_ok());
+        // The deepest message JSON takes is also taken as MessagePack (the bounds agree).
+        let deepest = (1..MAX_DEPTH * 2)
+            .map(|d| {
+                format!(
+                    r#"{{"type":"input","data":{}"x"{}}}"#,
+                    "[".repeat(d),
+                    "]".repeat(d)
+                )
+            })
+            .take_while(|json| decode_client(json.as_bytes(), Encoding::Json).is_ok())
+            .last()
+            .unwrap();
+        let msg = decode_client(deepest.as_bytes(), Encoding::Json).unwrap();
+        let packed = encode_client(&msg, Encoding::MsgPack).unwrap();
+        assert_eq!(decode_client(&packed, Encoding::MsgPack).unwrap(), msg);
+        let ClientMsg::Input { data, .. } = msg else {
+            unreachable!()
+        };
+        assert!(msgpack_to_value(&value_to_msgpack(&data)).is_ok());
     }
 
     #[test]
