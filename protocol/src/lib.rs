@@ -241,12 +241,18 @@ pub enum DecodeError {
     /// The frame nests deeper than [`MAX_DEPTH`] (a `bad_frame` for the client).
     #[error("the message nests deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// A message key is not a UTF-8 string (MessagePack maps may have any key; a
+    /// message's fields are named, docs/PROTOCOL.md). A `bad_frame` for the client.
+    #[error("every key of a message must be a field name (a string)")]
+    UnnamedField,
 }
 
 impl DecodeError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::BadFrame(_) | DecodeError::TooDeep => ErrorCode::BadFrame,
+            DecodeError::BadFrame(_) | DecodeError::TooDeep | DecodeError::UnnamedField => {
+                ErrorCode::BadFrame
+            }
             DecodeError::UnknownType(_) => ErrorCode::UnknownType,
         }
     }
@@ -295,6 +301,11 @@ pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeErr
     let map = value
         .as_map()
         .ok_or_else(|| DecodeError::BadFrame("a message must be a map".into()))?;
+    // serde would take an integer key as a field's position (`1` as `seq`), which the
+    // rate limiter's `peek_input_seq` does not: only names, so both read the same fields.
+    if map.iter().any(|(k, _)| k.as_str().is_none()) {
+        return Err(DecodeError::UnnamedField);
+    }
     let ty = map
         .iter()
         .find(|(k, _)| k.as_str() == Some("type"))
@@ -549,6 +560,25 @@ mod tests {
             unreachable!()
         };
         assert!(msgpack_to_value(&value_to_msgpack(&data)).is_ok());
+    }
+
+    /// Regression (fuzzing, frame_decode): `{type: input, 1: 0, 0: 0}` decoded as an input
+    /// with `seq` 0 (serde reads an integer key as a field's position) while the rate
+    /// limiter's peek saw no `seq`. Keys must be field names.
+    #[test]
+    fn fields_keyed_by_position_are_bad_frames() {
+        let crash = b"\x84\xa4type\xa5input\xa4d\xa5fl\x61\x01\x00\x00\x00";
+        let err = decode_client(crash, Encoding::MsgPack).unwrap_err();
+        assert!(matches!(err, DecodeError::UnnamedField), "{err:?}");
+        assert_eq!(err.code(), ErrorCode::BadFrame);
+        let positional = b"\x83\xa4type\xa5input\x00\x05\x01\x07";
+        assert!(matches!(
+            decode_client(positional, Encoding::MsgPack),
+            Err(DecodeError::UnnamedField)
+        ));
+        let named = b"\x83\xa4type\xa5input\xa4data\x05\xa3seq\x07";
+        assert!(decode_client(named, Encoding::MsgPack).is_ok());
+        assert_eq!(peek_input_seq(named, Encoding::MsgPack), Some(7));
     }
 
     #[test]
