@@ -223,8 +223,8 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// How deep a MessagePack frame or guest payload may nest (arrays, maps, and the
-/// strings in them count a level each), the message itself included. JSON frames have
+/// How deep a MessagePack frame or guest payload may nest (arrays and maps), the
+/// message itself included. JSON frames have
 /// the same bound (serde_json's recursion limit, 128), guest state too (`minotaur-state`).
 /// Deeper values are refused before they are built into anything recursive: turning a
 /// value ~500 levels deep into a message overflows a 2 MiB tokio worker stack, which
@@ -268,11 +268,21 @@ pub enum ValueError {
     TooDeep,
 }
 
-/// One MessagePack value from the front of `rd`, at most [`MAX_DEPTH`] levels deep.
-fn read_bounded(rd: &mut &[u8]) -> Result<rmpv::Value, ValueError> {
-    // rmpv counts two per level (the value, then its array or map body) and one more
-    // for a string's body.
-    rmpv::decode::read_value_with_max_depth(rd, 2 * MAX_DEPTH + 2).map_err(|e| match e {
+/// One MessagePack value from the front of `rd`, at most `levels` deep. Refused like
+/// the rate limiter's reader refuses it (`peek_input_seq`): rmpv alone reads the
+/// never-used marker `0xc1` as `nil`, so an rmp_serde pass that builds nothing checks
+/// the bytes first.
+fn read_bounded(rd: &mut &[u8], levels: usize) -> Result<rmpv::Value, ValueError> {
+    let mut check = rmp_serde::Deserializer::from_read_ref(*rd);
+    // rmp_serde's bound counts one more than the containers it admits.
+    check.set_max_depth(levels + 1);
+    serde::de::IgnoredAny::deserialize(&mut check).map_err(|e| match e {
+        rmp_serde::decode::Error::DepthLimitExceeded => ValueError::TooDeep,
+        e => ValueError::Invalid(e.to_string()),
+    })?;
+    // The pass above bounds the levels (arrays and maps); rmpv's own count (two per
+    // level, up to three for a leaf) is only a second guard.
+    rmpv::decode::read_value_with_max_depth(rd, 2 * levels + 3).map_err(|e| match e {
         rmpv::decode::Error::DepthLimitExceeded => ValueError::TooDeep,
         e => ValueError::Invalid(e.to_string()),
     })
@@ -286,7 +296,7 @@ pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeErr
             .map_err(|e| DecodeError::BadFrame(format!("invalid JSON: {e}")))?,
         Encoding::MsgPack => {
             let mut rd = frame;
-            let v = read_bounded(&mut rd).map_err(|e| match e {
+            let v = read_bounded(&mut rd, MAX_DEPTH).map_err(|e| match e {
                 ValueError::TooDeep => DecodeError::TooDeep,
                 e => DecodeError::BadFrame(e.to_string()),
             })?;
@@ -364,14 +374,16 @@ pub fn value_to_msgpack(v: &GameValue) -> Vec<u8> {
     out
 }
 
-/// MessagePack bytes from the guest as a game value, at most [`MAX_DEPTH`] levels
-/// deep. Empty bytes are `nil` (games may send an empty `detail`).
+/// MessagePack bytes from the guest as a game value. Empty bytes are `nil` (games may
+/// send an empty `detail`). At most [`MAX_DEPTH`] − 2 levels deep: the value goes out
+/// inside a message, and a JSON reader with serde_json's bound (127 nested containers)
+/// must still read that message.
 pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, ValueError> {
     if bytes.is_empty() {
         return Ok(GameValue::Nil);
     }
     let mut rd = bytes;
-    read_bounded(&mut rd)
+    read_bounded(&mut rd, MAX_DEPTH - 2)
 }
 
 #[cfg(test)]
@@ -579,6 +591,34 @@ mod tests {
         let named = b"\x83\xa4type\xa5input\xa4data\x05\xa3seq\x07";
         assert!(decode_client(named, Encoding::MsgPack).is_ok());
         assert_eq!(peek_input_seq(named, Encoding::MsgPack), Some(7));
+    }
+
+    /// Regressions (fuzzing): the never-used marker `0xc1` inside a frame was read as
+    /// `nil` by the decoder but refused by the rate limiter's peek (frame_decode); a guest
+    /// view as deep as a frame may be became a JSON message one level too deep for a
+    /// client reading with the same bound (guest_output).
+    #[test]
+    fn reserved_markers_and_views_too_deep_for_a_client_are_refused() {
+        let frame = b"\x83\xa4type\xa5input\xa4data\x92\x01\xc1\xa3seq\x07";
+        assert!(matches!(
+            decode_client(frame, Encoding::MsgPack),
+            Err(DecodeError::BadFrame(_))
+        ));
+        assert_eq!(peek_input_seq(frame, Encoding::MsgPack), None);
+        assert!(matches!(
+            msgpack_to_value(&[0x92, 0x01, 0xc1]),
+            Err(ValueError::Invalid(_))
+        ));
+        for depth in 1..MAX_DEPTH * 2 {
+            let Ok(data) = msgpack_to_value(&nested(depth)) else {
+                assert!(depth >= MAX_DEPTH - 2, "refused at {depth}");
+                break;
+            };
+            let json = encode_server(&ServerMsg::View { data }, Encoding::Json).unwrap();
+            let back: ServerMsg = serde_json::from_slice(&json)
+                .unwrap_or_else(|e| panic!("a view {depth} deep does not read back: {e}"));
+            assert!(matches!(back, ServerMsg::View { .. }));
+        }
     }
 
     #[test]
