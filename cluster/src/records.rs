@@ -32,7 +32,7 @@ impl Db {
     /// Writes the game's record and announces it (NOTIFY on the games channel, delivered at
     /// commit), so every node picks up a publish.
     pub async fn set_game(&self, name: &str, rec: &GameRecord) -> Result<(), DbError> {
-        let bytes = rmp_serde::to_vec_named(rec).expect("a GameRecord always serializes");
+        let bytes = rec.encode();
         // One statement (the notification is delivered at its commit): no transaction is
         // left open between statements, where a starved process would meet the
         // idle-in-transaction timeout.
@@ -60,9 +60,9 @@ impl Db {
                 .await?;
         rows.into_iter()
             .map(|(name, bytes)| {
-                let rec = rmp_serde::from_slice(&bytes).map_err(|e| DbError::Corrupt {
+                let rec = GameRecord::decode(&bytes).map_err(|reason| DbError::Corrupt {
                     what: format!("game record {name}"),
-                    reason: e.to_string(),
+                    reason,
                 })?;
                 Ok((name, rec))
             })

@@ -27,10 +27,13 @@ pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
-pub mod protocol;
 pub mod ratelimit;
 pub mod records;
 pub mod session;
+
+/// The player protocol (docs/PROTOCOL.md), in its own small crate so that clients and
+/// the fuzz targets (`fuzz/`) reach it without the node's dependencies.
+pub use minotaur_protocol as protocol;
 
 /// The version this node reports (`welcome.version`, lobby, logs):
 /// `MINOTAUR_RELEASE` if set, else the crate version.

@@ -144,4 +144,5 @@ impl RuntimeError {
 }
 
 /// The message a poisoned instance answers every call with.
+#[cfg(feature = "engine")]
 pub(crate) const POISONED: &str = "instance poisoned by earlier error";

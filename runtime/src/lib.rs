@@ -27,25 +27,42 @@
 //!   decodes the region it returns (valid until the next call; the host never
 //!   frees it). Any [`GuestError`] poisons the instance: later calls fail at
 //!   once and the session rolls back in a fresh instance.
+//!
+//! Without the default feature `engine` the crate is only [`precheck`] (what a module's
+//! bytes pass before Cranelift), [`Limits`] and the error types: the fuzz targets build
+//! that, not wasmtime.
 
+#[cfg(feature = "engine")]
 mod engine;
 mod error;
+#[cfg(feature = "engine")]
 mod hash;
+#[cfg(feature = "engine")]
 mod instance;
 mod limits;
+#[cfg(feature = "engine")]
 mod panic_import;
+#[cfg(feature = "engine")]
 mod pool;
-mod precheck;
+pub mod precheck;
+#[cfg(feature = "engine")]
 mod runtime;
+#[cfg(feature = "engine")]
 mod throttle;
+#[cfg(feature = "engine")]
 mod validate;
 
 pub use error::{GuestError, LoadError, RuntimeError};
+#[cfg(feature = "engine")]
 pub use hash::ModuleHash;
+#[cfg(feature = "engine")]
 pub use instance::{GameModule, GuestInstance};
 pub use limits::Limits;
+#[cfg(feature = "engine")]
 pub use pool::{GuestPool, PoolError, PoolJob};
 pub use precheck::{ALLOWED as ALLOWED_FEATURES, REFUSED as REFUSED_FEATURES};
+#[cfg(feature = "engine")]
 pub use runtime::Runtime;
 
+#[cfg(feature = "engine")]
 pub use minotaur_abi::{Event, GameInfo, Init, Output, Restore};

@@ -1,8 +1,9 @@
 //! The checks a module passes before Cranelift sees it: one `wasmparser` pass
 //! that validates it against exactly the wasm features the guest ABI allows
 //! ([`ALLOWED`]) and bounds the number of functions and the size of each
-//! function body, so the compile that follows is bounded too. Called by
-//! `Runtime::load`; the engine's `Config` pins the same features
+//! function body, so the compile that follows is bounded too; before it, the
+//! size and magic ([`check_envelope`]). Called by `Runtime::load` and fuzzed
+//! (`fuzz/`, target `admin_body`); the engine's `Config` pins the same features
 //! (`engine.rs`), so nothing refused here can get in another way.
 
 use wasmparser::{
@@ -54,9 +55,28 @@ pub const REFUSED: &[(&str, WasmFeatures)] = &[
     ("memory-control", WasmFeatures::MEMORY_CONTROL),
 ];
 
+/// The first look at a module's bytes, before they are even hashed: at most
+/// `Limits::max_module_bytes`, and the wasm magic `\0asm`.
+pub fn check_envelope(wasm: &[u8], limits: &Limits) -> Result<(), LoadError> {
+    let max = limits.max_module_bytes;
+    if wasm.len() > max {
+        return Err(LoadError::TooLarge {
+            size: wasm.len(),
+            max,
+        });
+    }
+    if !wasm.starts_with(b"\0asm") {
+        let head = &wasm[..wasm.len().min(4)];
+        return Err(LoadError::NotWasm(format!(
+            "expected the bytes `\\0asm`, found {head:02x?}"
+        )));
+    }
+    Ok(())
+}
+
 /// Validate `wasm` with [`ALLOWED`] features only and within the function
 /// limits. Cost: one parse and validation of the bytes (no code generation).
-pub(crate) fn check(wasm: &[u8], limits: &Limits) -> Result<(), LoadError> {
+pub fn check(wasm: &[u8], limits: &Limits) -> Result<(), LoadError> {
     match validate(wasm, ALLOWED, Some(limits)) {
         Ok(()) => Ok(()),
         Err(Refusal::Limit(e)) => Err(e),

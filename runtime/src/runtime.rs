@@ -74,19 +74,7 @@ impl Runtime {
     /// pool within `Limits::compile_timeout`; this blocks the calling thread
     /// meanwhile, so async callers call it from a blocking thread.
     pub fn load(&self, wasm: &[u8]) -> Result<GameModule, LoadError> {
-        let max = self.limits().max_module_bytes;
-        if wasm.len() > max {
-            return Err(LoadError::TooLarge {
-                size: wasm.len(),
-                max,
-            });
-        }
-        if !wasm.starts_with(b"\0asm") {
-            let head = &wasm[..wasm.len().min(4)];
-            return Err(LoadError::NotWasm(format!(
-                "expected the bytes `\\0asm`, found {head:02x?}"
-            )));
-        }
+        precheck::check_envelope(wasm, self.limits())?;
         let hash = ModuleHash::of(wasm);
         if let Some(module) = self.get(&hash) {
             return Ok(module);

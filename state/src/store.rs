@@ -49,6 +49,18 @@ pub struct GameRecord {
     pub versions: Vec<(u32, String)>,
 }
 
+impl GameRecord {
+    /// The stored form: MessagePack, structs as named maps.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("a GameRecord always serializes")
+    }
+
+    /// The inverse of [`GameRecord::encode`]; `Err` is the decoder's reason.
+    pub fn decode(bytes: &[u8]) -> Result<GameRecord, String> {
+        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// One session write of a [`Store::write_sessions`] group commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionWrite {
@@ -389,7 +401,7 @@ impl Store {
     }
 
     pub fn set_game(&self, game: &str, rec: &GameRecord) -> Result<(), StoreError> {
-        let bytes = rmp_serde::to_vec_named(rec).expect("a GameRecord always serializes");
+        let bytes = rec.encode();
         let tx = self.db.begin_write()?;
         tx.open_table(GAMES)?.insert(game, bytes.as_slice())?;
         tx.commit()?;
@@ -405,9 +417,9 @@ impl Store {
             let (name, bytes) = entry?;
             let name = name.value().to_string();
             let rec =
-                rmp_serde::from_slice(bytes.value()).map_err(|e| StoreError::BadGameRecord {
+                GameRecord::decode(bytes.value()).map_err(|reason| StoreError::BadGameRecord {
                     game: name.clone(),
-                    reason: e.to_string(),
+                    reason,
                 })?;
             out.push((name, rec));
         }

@@ -1,7 +1,9 @@
 //! The player protocol (docs/PROTOCOL.md) as Rust types: what clients send,
 //! what the node answers, the stable error codes, and the JSON ⇄ MessagePack
 //! transcoding of game payloads. Used by the gateway, the session actor, the
-//! tests and any Rust client.
+//! tests and any Rust client (the node re-exports it as `minotaur_host::protocol`);
+//! a crate of its own, on serde alone, so that the fuzz targets (`fuzz/`) build it
+//! without the node. Invariant: decoding never panics, whatever the bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -226,6 +228,14 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// How deep a MessagePack frame or guest payload may nest (arrays and maps), the
+/// message itself included. JSON frames have
+/// the same bound (serde_json's recursion limit, 128), guest state too (`minotaur-state`).
+/// Deeper values are refused before they are built into anything recursive: turning a
+/// value ~500 levels deep into a message overflows a 2 MiB tokio worker stack, which
+/// aborts the whole node (found while fuzzing, see `fuzz/`).
+pub const MAX_DEPTH: usize = 128;
+
 /// Why a client frame could not be turned into a [`ClientMsg`].
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -233,15 +243,54 @@ pub enum DecodeError {
     BadFrame(String),
     #[error("unknown message type `{0}`")]
     UnknownType(String),
+    /// The frame nests deeper than [`MAX_DEPTH`] (a `bad_frame` for the client).
+    #[error("the message nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A message key is not a UTF-8 string (MessagePack maps may have any key; a
+    /// message's fields are named, docs/PROTOCOL.md). A `bad_frame` for the client.
+    #[error("every key of a message must be a field name (a string)")]
+    UnnamedField,
 }
 
 impl DecodeError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::BadFrame(_) => ErrorCode::BadFrame,
+            DecodeError::BadFrame(_) | DecodeError::TooDeep | DecodeError::UnnamedField => {
+                ErrorCode::BadFrame
+            }
             DecodeError::UnknownType(_) => ErrorCode::UnknownType,
         }
     }
+}
+
+/// Why MessagePack from a guest is not a game value.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("invalid MessagePack: {0}")]
+    Invalid(String),
+    /// The value nests deeper than [`MAX_DEPTH`].
+    #[error("the value nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// One MessagePack value from the front of `rd`, at most `levels` deep. Refused like
+/// the rate limiter's reader refuses it (`peek_input_seq`): rmpv alone reads the
+/// never-used marker `0xc1` as `nil`, so an rmp_serde pass that builds nothing checks
+/// the bytes first.
+fn read_bounded(rd: &mut &[u8], levels: usize) -> Result<rmpv::Value, ValueError> {
+    let mut check = rmp_serde::Deserializer::from_read_ref(*rd);
+    // rmp_serde's bound counts one more than the containers it admits.
+    check.set_max_depth(levels + 1);
+    serde::de::IgnoredAny::deserialize(&mut check).map_err(|e| match e {
+        rmp_serde::decode::Error::DepthLimitExceeded => ValueError::TooDeep,
+        e => ValueError::Invalid(e.to_string()),
+    })?;
+    // The pass above bounds the levels (arrays and maps); rmpv's own count (two per
+    // level, up to three for a leaf) is only a second guard.
+    rmpv::decode::read_value_with_max_depth(rd, 2 * levels + 3).map_err(|e| match e {
+        rmpv::decode::Error::DepthLimitExceeded => ValueError::TooDeep,
+        e => ValueError::Invalid(e.to_string()),
+    })
 }
 
 /// Decode one client frame. The frame is first read as a neutral value so a
@@ -252,8 +301,10 @@ pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeErr
             .map_err(|e| DecodeError::BadFrame(format!("invalid JSON: {e}")))?,
         Encoding::MsgPack => {
             let mut rd = frame;
-            let v = rmpv::decode::read_value(&mut rd)
-                .map_err(|e| DecodeError::BadFrame(format!("invalid MessagePack: {e}")))?;
+            let v = read_bounded(&mut rd, MAX_DEPTH).map_err(|e| match e {
+                ValueError::TooDeep => DecodeError::TooDeep,
+                e => DecodeError::BadFrame(e.to_string()),
+            })?;
             if !rd.is_empty() {
                 return Err(DecodeError::BadFrame(
                     "trailing bytes after the MessagePack value".into(),
@@ -265,6 +316,11 @@ pub fn decode_client(frame: &[u8], enc: Encoding) -> Result<ClientMsg, DecodeErr
     let map = value
         .as_map()
         .ok_or_else(|| DecodeError::BadFrame("a message must be a map".into()))?;
+    // serde would take an integer key as a field's position (`1` as `seq`), which the
+    // rate limiter's `peek_input_seq` does not: only names, so both read the same fields.
+    if map.iter().any(|(k, _)| k.as_str().is_none()) {
+        return Err(DecodeError::UnnamedField);
+    }
     let ty = map
         .iter()
         .find(|(k, _)| k.as_str() == Some("type"))
@@ -289,7 +345,11 @@ pub fn peek_input_seq(frame: &[u8], enc: Encoding) -> Option<u64> {
     }
     let peek: Peek = match enc {
         Encoding::Json => serde_json::from_slice(frame).ok()?,
-        Encoding::MsgPack => rmp_serde::from_slice(frame).ok()?,
+        Encoding::MsgPack => {
+            let mut de = rmp_serde::Deserializer::from_read_ref(frame);
+            de.set_max_depth(MAX_DEPTH);
+            Peek::deserialize(&mut de).ok()?
+        }
     };
     peek.seq.filter(|_| peek.ty.as_deref() == Some("input"))
 }
@@ -319,165 +379,17 @@ pub fn value_to_msgpack(v: &GameValue) -> Vec<u8> {
     out
 }
 
-/// MessagePack bytes from the guest as a game value. Empty bytes are `nil`
-/// (games may send an empty `detail`).
-pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, String> {
+/// MessagePack bytes from the guest as a game value. Empty bytes are `nil` (games may
+/// send an empty `detail`). At most [`MAX_DEPTH`] − 2 levels deep: the value goes out
+/// inside a message, and a JSON reader with serde_json's bound (127 nested containers)
+/// must still read that message.
+pub fn msgpack_to_value(bytes: &[u8]) -> Result<GameValue, ValueError> {
     if bytes.is_empty() {
         return Ok(GameValue::Nil);
     }
     let mut rd = bytes;
-    rmpv::decode::read_value(&mut rd).map_err(|e| e.to_string())
+    read_bounded(&mut rd, MAX_DEPTH - 2)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_seq_of_an_input_is_read_without_decoding_it() {
-        let json = br#"{"type":"input","data":{"cell":[1,{"x":null}]},"seq":7}"#;
-        assert_eq!(peek_input_seq(json, Encoding::Json), Some(7));
-        let msg = ClientMsg::Input {
-            data: GameValue::from(4),
-            seq: Some(9),
-            player: None,
-        };
-        let packed = encode_client(&msg, Encoding::MsgPack).unwrap();
-        assert_eq!(peek_input_seq(&packed, Encoding::MsgPack), Some(9));
-        // No seq, not an input, not a message at all.
-        assert_eq!(
-            peek_input_seq(br#"{"type":"input","data":1}"#, Encoding::Json),
-            None
-        );
-        assert_eq!(
-            peek_input_seq(br#"{"type":"ping","seq":3}"#, Encoding::Json),
-            None
-        );
-        assert_eq!(peek_input_seq(b"{not json", Encoding::Json), None);
-        assert_eq!(peek_input_seq(&[0xc1], Encoding::MsgPack), None);
-    }
-
-    #[test]
-    fn json_input_becomes_guest_msgpack() {
-        let msg = decode_client(
-            br#"{"type":"input","data":{"cell":4},"seq":7}"#,
-            Encoding::Json,
-        )
-        .unwrap();
-        let ClientMsg::Input { data, seq, player } = msg else {
-            panic!("not an input: {msg:?}")
-        };
-        assert_eq!((seq, player), (Some(7), None));
-        #[derive(Deserialize, PartialEq, Debug)]
-        struct Move {
-            cell: u8,
-        }
-        let m: Move = rmp_serde::from_slice(&value_to_msgpack(&data)).unwrap();
-        assert_eq!(m, Move { cell: 4 });
-    }
-
-    #[test]
-    fn msgpack_frame_decodes_like_json() {
-        let json = ClientMsg::Input {
-            data: rmpv::Value::Map(vec![(
-                "dir".into(),
-                rmpv::Value::Array(vec![1.into(), (-1).into()]),
-            )]),
-            seq: Some(3),
-            player: Some(2),
-        };
-        let bin = encode_client(&json, Encoding::MsgPack).unwrap();
-        assert_eq!(decode_client(&bin, Encoding::MsgPack).unwrap(), json);
-        let txt = encode_client(&json, Encoding::Json).unwrap();
-        assert_eq!(decode_client(&txt, Encoding::Json).unwrap(), json);
-    }
-
-    #[test]
-    fn guest_view_becomes_json() {
-        #[derive(Serialize)]
-        struct View {
-            board: Vec<Option<u8>>,
-            turn: u64,
-        }
-        let bytes = rmp_serde::to_vec_named(&View {
-            board: vec![None, Some(1)],
-            turn: 2,
-        })
-        .unwrap();
-        let msg = ServerMsg::View {
-            data: msgpack_to_value(&bytes).unwrap(),
-        };
-        let json: serde_json::Value =
-            serde_json::from_slice(&encode_server(&msg, Encoding::Json).unwrap()).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"type":"view","data":{"board":[null,1],"turn":2}})
-        );
-    }
-
-    #[test]
-    fn server_msgpack_is_a_named_map() {
-        let msg = ServerMsg::error(ErrorCode::SessionFull, "no free seat", Some(9));
-        let bytes = encode_server(&msg, Encoding::MsgPack).unwrap();
-        let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
-        let get = |k: &str| {
-            v.as_map()
-                .unwrap()
-                .iter()
-                .find(|(key, _)| key.as_str() == Some(k))
-                .map(|(_, v)| v.clone())
-        };
-        assert_eq!(get("type").unwrap().as_str(), Some("error"));
-        assert_eq!(get("code").unwrap().as_str(), Some("session_full"));
-        assert_eq!(get("seq").unwrap().as_u64(), Some(9));
-        let back: ServerMsg = rmp_serde::from_slice(&bytes).unwrap();
-        assert_eq!(back, msg);
-    }
-
-    #[test]
-    fn bad_frames_and_unknown_types_are_told_apart() {
-        let code = |f: &[u8], e| decode_client(f, e).unwrap_err().code();
-        assert_eq!(code(b"{not json", Encoding::Json), ErrorCode::BadFrame);
-        assert_eq!(code(b"[1,2]", Encoding::Json), ErrorCode::BadFrame);
-        assert_eq!(
-            code(br#"{"no":"type"}"#, Encoding::Json),
-            ErrorCode::BadFrame
-        );
-        assert_eq!(
-            code(br#"{"type":"dance"}"#, Encoding::Json),
-            ErrorCode::UnknownType
-        );
-        // A known type with a missing field is a bad frame, not an unknown type.
-        assert_eq!(
-            code(br#"{"type":"resume"}"#, Encoding::Json),
-            ErrorCode::BadFrame
-        );
-        assert_eq!(code(&[0xc1], Encoding::MsgPack), ErrorCode::BadFrame);
-        assert_eq!(code(&[0x81, 0xa1], Encoding::MsgPack), ErrorCode::BadFrame);
-    }
-
-    #[test]
-    fn every_error_code_serializes_as_its_code() {
-        for c in ErrorCode::ALL {
-            assert_eq!(serde_json::to_value(c).unwrap(), c.code());
-        }
-    }
-
-    /// Client authors match on codes: each one is in docs/PROTOCOL.md's table.
-    #[test]
-    fn every_error_code_is_documented() {
-        let doc = include_str!("../../docs/PROTOCOL.md");
-        for c in ErrorCode::ALL {
-            let row = format!("| `{}` |", c.code());
-            assert!(doc.contains(&row), "docs/PROTOCOL.md has no row for `{c}`");
-        }
-    }
-
-    #[test]
-    fn unit_messages_round_trip() {
-        let leave = decode_client(br#"{"type":"leave"}"#, Encoding::Json).unwrap();
-        assert_eq!(leave, ClientMsg::Leave);
-        let left = encode_server(&ServerMsg::Left, Encoding::Json).unwrap();
-        assert_eq!(left, br#"{"type":"left"}"#);
-    }
-}
+mod tests;
