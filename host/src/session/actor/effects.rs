@@ -45,12 +45,17 @@ impl Actor {
                     self.end();
                 }
                 Effect::SetTickRate { hz } => self.ticker.set_rate(hz),
-                Effect::Log { level, msg } => match level {
-                    0 => tracing::error!(session = %self.id, "guest: {msg}"),
-                    1 => tracing::warn!(session = %self.id, "guest: {msg}"),
-                    2 => tracing::info!(session = %self.id, "guest: {msg}"),
-                    _ => tracing::debug!(session = %self.id, "guest: {msg}"),
-                },
+                Effect::Log { level, msg } => {
+                    // Untrusted text: one escaped line, capped, so a guest cannot forge log
+                    // lines or flood the log with one message.
+                    let msg = guest_log_line(&msg);
+                    match level {
+                        0 => tracing::error!(session = %self.id, "guest: {msg}"),
+                        1 => tracing::warn!(session = %self.id, "guest: {msg}"),
+                        2 => tracing::info!(session = %self.id, "guest: {msg}"),
+                        _ => tracing::debug!(session = %self.id, "guest: {msg}"),
+                    }
+                }
             }
         }
     }
@@ -84,5 +89,46 @@ impl Actor {
             tick: self.ticker.n,
             epoch: self.epoch,
         });
+    }
+}
+
+/// Most characters of a guest's log message that reach the node's log.
+const MAX_GUEST_LOG_CHARS: usize = 1024;
+
+/// A guest's log message as one printable line: control and other non-printable
+/// characters (newlines, ANSI escapes, bidi overrides) escaped, at most
+/// [`MAX_GUEST_LOG_CHARS`] characters, `…` if cut.
+fn guest_log_line(msg: &str) -> String {
+    let mut out: String = msg
+        .chars()
+        .take(MAX_GUEST_LOG_CHARS)
+        .flat_map(|c| {
+            let plain = !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+            let escaped: Vec<char> = if plain { vec![c] } else { c.escape_default().collect() };
+            escaped
+        })
+        .collect();
+    if msg.chars().nth(MAX_GUEST_LOG_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::guest_log_line;
+
+    #[test]
+    fn guest_log_messages_become_one_capped_printable_line() {
+        assert_eq!(guest_log_line("plain"), "plain");
+        assert_eq!(
+            guest_log_line("x\nINFO forged\x1b[31m"),
+            "x\\nINFO forged\\u{1b}[31m"
+        );
+        assert_eq!(guest_log_line("a\u{202E}b"), "a\\u{202e}b");
+        let long = "é".repeat(5000);
+        let line = guest_log_line(&long);
+        assert_eq!(line.chars().count(), 1025);
+        assert!(line.ends_with('…'));
     }
 }
