@@ -322,6 +322,22 @@ impl TestNode {
     pub async fn msgpack_client(&self) -> Client {
         Client::connect(self, Enc::MsgPack).await
     }
+
+    /// A new session of `game` with one player `name` seated in it: the player and the
+    /// session id.
+    pub async fn seated(&self, game: &str, name: &str) -> (Client, String) {
+        let mut c = self.client().await;
+        c.send(json!({"type": "create", "game": game})).await;
+        let session = c.recv_type("created").await["session"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let joined = c
+            .join(json!({"type": "join", "session": session, "name": name}))
+            .await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        (c, session)
+    }
 }
 
 impl Drop for TestNode {

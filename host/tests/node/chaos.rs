@@ -10,17 +10,7 @@ use crate::common::{games_dir, tictactoe_pair, Client, TestNode, DEADLINE};
 
 async fn chaos_player(node: &TestNode) -> (Client, String) {
     games_dir(&["chaos"]);
-    let mut c = node.client().await;
-    c.send(json!({"type": "create", "game": "chaos"})).await;
-    let session = c.recv_type("created").await["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let joined = c
-        .join(json!({"type": "join", "session": session, "name": "chaos"}))
-        .await;
-    assert_eq!(joined["type"], "joined", "{joined}");
-    (c, session)
+    node.seated("chaos", "chaos").await
 }
 
 fn failed_with(answer: &Value, guest_code: &str) {

@@ -8,17 +8,7 @@ use serde_json::json;
 use crate::common::{Client, TestNode};
 
 async fn chaos_player(node: &TestNode) -> (Client, String) {
-    let mut c = node.client().await;
-    c.send(json!({"type": "create", "game": "chaos"})).await;
-    let session = c.recv_type("created").await["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let joined = c
-        .join(json!({"type": "join", "session": session, "name": "p"}))
-        .await;
-    assert_eq!(joined["type"], "joined", "{joined}");
-    (c, session)
+    node.seated("chaos", "p").await
 }
 
 #[tokio::test]

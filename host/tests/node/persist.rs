@@ -45,17 +45,7 @@ async fn resume(node: &TestNode, token: &str) -> (Client, Value) {
 }
 
 async fn chaos_session(node: &TestNode) -> (Client, String) {
-    let mut c = node.client().await;
-    c.send(json!({"type": "create", "game": "chaos"})).await;
-    let session = c.recv_type("created").await["session"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let joined = c
-        .join(json!({"type": "join", "session": session, "name": "c"}))
-        .await;
-    assert_eq!(joined["type"], "joined", "{joined}");
-    (c, session)
+    node.seated("chaos", "c").await
 }
 
 #[tokio::test]
